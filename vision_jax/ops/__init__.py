@@ -1,0 +1,1 @@
+"""vision_jax.ops: functional detection and segmentation ops in plain JAX."""
