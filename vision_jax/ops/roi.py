@@ -1,0 +1,462 @@
+"""Region-of-interest feature extraction: RoIAlign, RoIPool and multilevel (FPN) RoIAlign.
+
+Conventions shared by every op here:
+  * features: float [B, H, W, C], NHWC.
+  * boxes: float [K, 4], (x1, y1, x2, y2) in input-image pixels; `spatial_scale` maps them onto
+    the feature map (1/stride). Boxes may be degenerate or lie partly or wholly outside the map:
+    the ops follow torchvision's CPU kernels for those cases and never produce NaN.
+  * box_indices: int [K], the image of `features` each box is read from (must be in [0, B)).
+  * Outputs are [K, oh, ow, C] with K static, so every op jits once per shape, vmaps, and is
+    differentiable w.r.t. `features` (gradients are scatter-adds of the forward gathers).
+
+RoIAlign reads the feature map through gathers of 4 bilinear neighbours per sample point from
+the flattened, zero-padded map ([B*(H+1)*(W+1), C], one contiguous C-vector per gather), with
+indices and weights computed once per RoI and axis (bilinear weights are separable), so the cost
+is K*oh*ow*grid^2*4*C multiply-adds -- independent of the map size -- instead of a dense
+per-RoI resample of the whole map.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+# Unrolling more gathers than this into one fused loop makes compile time grow for no speed-up;
+# larger sampling grids loop over the grid's rows instead.
+_MAX_UNROLLED_GATHERS = 64
+
+
+def _pair(size, name: str) -> tuple[int, int]:
+    pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in pair):
+        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {size!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _check_rois(features: jax.Array, boxes: jax.Array, box_indices: jax.Array) -> None:
+    if features.ndim != 4:
+        raise ValueError(f"features must be [B, H, W, C], got shape {features.shape}")
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be [K, 4] (x1, y1, x2, y2), got shape {boxes.shape}")
+    if box_indices.shape != boxes.shape[:1]:
+        raise ValueError(f"box_indices must be [K]={boxes.shape[:1]}, got shape {box_indices.shape}")
+    if not jnp.issubdtype(box_indices.dtype, jnp.integer):
+        raise ValueError(f"box_indices must be an integer array, got dtype {box_indices.dtype}")
+
+
+def _ieee_divide(numerator: jax.Array, denominator: float) -> jax.Array:
+    """numerator / denominator rounded like IEEE float32 division.
+
+    XLA rewrites x / constant as x * (1 / constant), which is off by an ulp for e.g. 14 / 7 and
+    flips the ceil/floor decisions that torchvision's kernels take on such quotients. A
+    denominator that is not a compile-time constant keeps the true division.
+    """
+    return numerator / (numerator * 0 + denominator)
+
+
+def _sample_axis(start, length, num_bins: int, grid, grid_cap: int, size):
+    """Bilinear sample positions and weights along one axis, torchvision's RoIAlign rules.
+
+    Args:
+      start, length: float32 [K], RoI start and extent in feature pixels (offset applied).
+      num_bins: output bins along this axis.
+      grid: samples per bin, an int (static) or int32 [K] (adaptive, each <= grid_cap).
+      grid_cap: static number of sample slots per bin (== grid when grid is an int).
+      size: feature-map length along this axis, an int or int [K] (multilevel).
+    Returns:
+      low: int32 [K, num_bins, grid_cap], index of the lower neighbour (the upper one is low+1,
+        which is the zero padding row/column when the sample is clamped to the last pixel).
+      weights: float32 [K, num_bins, grid_cap, 2], weights of (low, low + 1); 0 for samples
+        outside [-1, size] (torchvision's "empty" samples) or beyond the RoI's adaptive grid.
+    """
+    size = jnp.asarray(size)
+    size_f = size.astype(jnp.float32).reshape(size.shape + (1, 1))
+    bin_size = (length / num_bins)[:, None, None]
+    grid_f = jnp.asarray(grid, jnp.float32).reshape(jnp.shape(grid) + (1, 1))
+    slot = jnp.arange(grid_cap, dtype=jnp.float32)
+    coord = (start[:, None, None] + jnp.arange(num_bins, dtype=jnp.float32)[:, None] * bin_size
+             + (slot + 0.5) * bin_size / grid_f)
+    # Written as "inside" so that NaN coordinates count as empty, like torchvision's kernel.
+    valid = (coord >= -1.0) & (coord <= size_f) & (slot < grid_f)
+    coord = jnp.where(valid, jnp.maximum(coord, 0.0), 0.0)
+    low = jnp.minimum(jnp.floor(coord), size_f - 1)
+    frac = jnp.where(low >= size_f - 1, 0.0, coord - low)
+    weights = jnp.stack([jnp.where(valid, 1.0 - frac, 0.0), jnp.where(valid, frac, 0.0)], -1)
+    return low.astype(jnp.int32), weights
+
+
+def _roi_geometry(boxes, spatial_scale, output_size, sampling_ratio, max_sampling_ratio, aligned):
+    """Scaled RoI start/extent per axis and the sampling grid (static int or adaptive [K])."""
+    oh, ow = output_size
+    offset = 0.5 if aligned else 0.0
+    scaled = boxes.astype(jnp.float32) * spatial_scale - offset
+    x1, y1, x2, y2 = (scaled[:, i] for i in range(4))
+    roi_w, roi_h = x2 - x1, y2 - y1
+    if not aligned:  # torchvision forces malformed RoIs to 1x1 in the legacy mode only
+        roi_w, roi_h = jnp.maximum(roi_w, 1.0), jnp.maximum(roi_h, 1.0)
+    if sampling_ratio > 0:
+        return (y1, roi_h, sampling_ratio, sampling_ratio), (x1, roi_w, sampling_ratio, sampling_ratio)
+    if max_sampling_ratio is None or max_sampling_ratio < 1:
+        raise ValueError(
+            "sampling_ratio <= 0 (adaptive, ceil(roi_size / output_size) samples per bin) is data "
+            "dependent: pass a static max_sampling_ratio >= 1 to cap it, got "
+            f"max_sampling_ratio={max_sampling_ratio!r}")
+
+    def adaptive(extent, bins):
+        per_bin = jnp.ceil(_ieee_divide(extent, float(bins)))
+        per_bin = jnp.where(jnp.isfinite(per_bin), per_bin, 0.0)
+        return jnp.clip(per_bin, 0, max_sampling_ratio).astype(jnp.int32)
+
+    return ((y1, roi_h, adaptive(roi_h, oh), max_sampling_ratio),
+            (x1, roi_w, adaptive(roi_w, ow), max_sampling_ratio))
+
+
+def _inverse_count(grid_y, grid_x, num_rois: int) -> jax.Array:
+    """float32 [K], 1 / max(grid_h * grid_w, 1): RoIAlign averages its samples."""
+    count = jnp.maximum(jnp.asarray(grid_y) * jnp.asarray(grid_x), 1).astype(jnp.float32)
+    return jnp.broadcast_to(1.0 / count, (num_rois,))
+
+
+def _gather_bilinear(flat, base, row_stride, y_low, wy, x_low, wx, inv_count):
+    """Sum of the weighted 2x2 neighbourhoods of every sample point of every bin.
+
+    flat: [N, C] zero-padded map rows; base: int32 [K] flat index of pixel (0, 0) of the RoI's
+    image; row_stride: int or int32 [K], padded row length. Returns [K, oh, ow, C].
+    """
+    grid_y, grid_x = y_low.shape[-1], x_low.shape[-1]
+    row_stride = jnp.asarray(row_stride).reshape(jnp.shape(row_stride) + (1, 1, 1))
+    top_left = (base[:, None, None, None] + y_low[:, :, None, :] * row_stride)[..., None] \
+        + x_low[:, None, :, None, :]                                      # [K, oh, ow, gy, gx]
+    weights = (wy[:, :, None, :, None, :, None] * wx[:, None, :, None, :, None, :]
+               * inv_count[:, None, None, None, None, None, None])            # [K, oh, ow, gy, gx, 2, 2]
+    row_stride = row_stride[..., 0]
+
+    def sample_row(acc, iy):
+        # One fused loop of gathers: XLA keeps it a single elementwise kernel over [K, oh, ow, C].
+        idx = lax.dynamic_index_in_dim(top_left, iy, axis=3, keepdims=False)
+        w = lax.dynamic_index_in_dim(weights, iy, axis=3, keepdims=False)
+        for ix in range(grid_x):
+            for dy in range(2):
+                for dx in range(2):
+                    rows = idx[..., ix] + dy * row_stride + dx
+                    acc = acc + w[..., ix, dy, dx, None] * flat.at[rows].get(mode="promise_in_bounds")
+        return acc
+
+    acc = jnp.zeros(top_left.shape[:3] + flat.shape[-1:], flat.dtype)
+    if grid_y * grid_x * 4 <= _MAX_UNROLLED_GATHERS:
+        for iy in range(grid_y):
+            acc = sample_row(acc, iy)
+        return acc
+    return lax.fori_loop(0, grid_y, lambda iy, acc: sample_row(acc, iy), acc)
+
+
+def _separable_bilinear(padded, box_indices, y_low, wy, x_low, wx, inv_count):
+    """RoIAlign as interpolation along y (whole padded rows) then along x.
+
+    Cheaper than `_gather_bilinear` when a bin holds many samples (adaptive grids): cost
+    K*oh*grid_y*2*(W+1) + K*oh*ow*grid_x*2 per channel instead of K*oh*ow*grid_y*grid_x*4.
+    """
+    batch, hp, wp, channels = padded.shape
+    rows = padded.reshape(batch * hp, wp, channels)
+    row_index = box_indices[:, None, None] * hp + y_low                   # [K, oh, gy]
+
+    def add_rows(acc, iy):
+        idx = lax.dynamic_index_in_dim(row_index, iy, axis=2, keepdims=False)
+        w = lax.dynamic_index_in_dim(wy, iy, axis=2, keepdims=False)
+        for dy in range(2):
+            acc = acc + w[..., dy, None, None] * rows.at[idx + dy].get(mode="promise_in_bounds")
+        return acc
+
+    acc = jnp.zeros(y_low.shape[:2] + (wp, channels), padded.dtype)       # [K, oh, W+1, C]
+    if y_low.shape[-1] * 2 <= _MAX_UNROLLED_GATHERS:
+        for iy in range(y_low.shape[-1]):
+            acc = add_rows(acc, iy)
+    else:
+        acc = lax.fori_loop(0, y_low.shape[-1], lambda iy, a: add_rows(a, iy), acc)
+    out = jnp.zeros(acc.shape[:2] + (x_low.shape[1], channels), padded.dtype)
+    for ix in range(x_low.shape[-1]):
+        for dx in range(2):
+            cols = (x_low[:, :, ix] + dx)[:, None, :, None]
+            picked = jnp.take_along_axis(acc, cols, axis=2, mode="promise_in_bounds")
+            out = out + wx[:, None, :, ix, dx, None] * picked
+    return out * inv_count[:, None, None, None]
+
+
+def roi_align(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
+              output_size: int | tuple[int, int], spatial_scale: float = 1.0,
+              sampling_ratio: int = 2, aligned: bool = True,
+              max_sampling_ratio: int | None = None) -> jax.Array:
+    """RoIAlign with torchvision's semantics (torchvision.ops.roi_align / its CPU kernel).
+
+    Each output bin averages grid_h x grid_w bilinear samples at
+    start + (bin + (i + 0.5) / grid) * bin_size, where start = x1 * spatial_scale - 0.5 when
+    `aligned` (pixel centres at half-integers) and x1 * spatial_scale when not; in the legacy
+    non-aligned mode RoI extents are clamped to >= 1. A sample with y < -1, y > H, x < -1 or
+    x > W contributes 0; otherwise coordinates <= 0 are clamped to 0 and the last pixel is
+    repeated beyond H - 1 / W - 1. Zero-size and inverted boxes (aligned=True) have no valid
+    extent and give the corresponding samples' values (typically 0 or a single pixel), as in
+    torchvision.
+
+    Args:
+      features: float [B, H, W, C].
+      boxes: float [K, 4], (x1, y1, x2, y2) in input pixels.
+      box_indices: int [K] in [0, B).
+      output_size: (oh, ow) or int.
+      spatial_scale: feature pixels per input pixel (1 / stride).
+      sampling_ratio: samples per bin along each axis if > 0. If <= 0, torchvision's adaptive
+        ceil(roi_extent / output_extent) per RoI, which is data dependent: it then needs a
+        static `max_sampling_ratio`; per-RoI grids above the cap are clipped to it (so the result
+        equals torchvision's exactly when ceil(roi_extent / output_extent) <= max_sampling_ratio,
+        e.g. for every RoI inside the map when the cap is ceil(max(H, W) / min(oh, ow))).
+      aligned: torchvision's `aligned` flag (detectron2's ROIAlignV2 when True).
+      max_sampling_ratio: static cap for adaptive sampling; ignored when sampling_ratio > 0.
+    Returns:
+      float [K, oh, ow, C], dtype of `features`.
+    Raises:
+      ValueError: on bad shapes, output_size, or adaptive sampling without a cap.
+
+    Float32 note: sample coordinates are rounded to float32 as in torchvision's kernel, so
+    results agree with a float64 evaluation to about ulp(coordinate) x the feature's variation
+    per pixel.
+    """
+    _check_rois(features, boxes, box_indices)
+    output_size = _pair(output_size, "output_size")
+    batch, height, width, channels = features.shape
+    (y1, roi_h, grid_y, cap_y), (x1, roi_w, grid_x, cap_x) = _roi_geometry(
+        boxes, spatial_scale, output_size, sampling_ratio, max_sampling_ratio, aligned)
+    y_low, wy = _sample_axis(y1, roi_h, output_size[0], grid_y, cap_y, height)
+    x_low, wx = _sample_axis(x1, roi_w, output_size[1], grid_x, cap_x, width)
+    inv_count = _inverse_count(grid_y, grid_x, boxes.shape[0])
+    dtype = features.dtype
+    box_indices = box_indices.astype(jnp.int32)
+    # A zero row and column after the map: the "upper" neighbour of a sample clamped to the last
+    # pixel reads zeros there with weight 0, so every sample is a plain 2x2 gather.
+    padded = jnp.pad(features, ((0, 0), (0, 1), (0, 1), (0, 0)))
+    oh, ow = output_size
+    direct_cost = oh * ow * cap_y * cap_x * 4
+    separable_cost = oh * cap_y * 2 * (width + 1) + oh * ow * cap_x * 2
+    if separable_cost < direct_cost:
+        out = _separable_bilinear(padded, box_indices, y_low, wy.astype(dtype), x_low,
+                                  wx.astype(dtype), inv_count.astype(dtype))
+    else:
+        flat = padded.reshape(-1, channels)
+        base = box_indices * ((height + 1) * (width + 1))
+        out = _gather_bilinear(flat, base, width + 1, y_low, wy.astype(dtype), x_low,
+                               wx.astype(dtype), inv_count.astype(dtype))
+    return out.astype(dtype)
+
+
+def assign_fpn_levels(boxes: jax.Array, min_level: int = 2, max_level: int = 5,
+                      canonical_size: float = 224.0, canonical_level: int = 4) -> jax.Array:
+    """FPN level of each RoI (Feature Pyramid Networks, eq. 1; torchvision's LevelMapper).
+
+    level = floor(canonical_level + log2(sqrt(area) / canonical_size + 1e-6)), clamped to
+    [min_level, max_level]. Degenerate boxes (zero, negative or NaN area) get min_level.
+
+    Args:
+      boxes: float [K, 4], (x1, y1, x2, y2) in input pixels.
+    Returns:
+      int32 [K], absolute pyramid levels (a level-l map has stride 2**l).
+    """
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be [K, 4] (x1, y1, x2, y2), got shape {boxes.shape}")
+    if min_level > max_level:
+        raise ValueError(f"min_level={min_level} must be <= max_level={max_level}")
+    boxes = boxes.astype(jnp.float32)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    area = jnp.where(area > 0, area, 0.0)  # also maps NaN to 0; torchvision would take sqrt(<0)
+    level = jnp.floor(canonical_level + jnp.log2(jnp.sqrt(area) / canonical_size + 1e-6))
+    return jnp.clip(level, min_level, max_level).astype(jnp.int32)
+
+
+def multilevel_roi_align(features: Mapping[int, jax.Array] | Sequence[jax.Array],
+                         boxes: jax.Array, box_indices: jax.Array, levels: jax.Array,
+                         output_size: int | tuple[int, int], sampling_ratio: int = 2,
+                         aligned: bool = True,
+                         spatial_scales: Sequence[float] | None = None) -> jax.Array:
+    """RoIAlign over a feature pyramid, each RoI read from its own level only.
+
+    All levels are zero-padded by one row and column, flattened and concatenated into a single
+    [sum_l B*(H_l+1)*(W_l+1), C] buffer; small per-level tables (buffer offset, H, W, scale) are
+    gathered with each RoI's level, and one pass of RoIAlign's 2x2 gathers runs with those
+    per-RoI parameters. The work is that of a single-level RoIAlign over K RoIs (plus one copy
+    of the pyramid), not K RoIs times the number of levels.
+
+    Args:
+      features: {level: float [B, H_l, W_l, C]} with stride 2**level (scale 2**-level), or a
+        sequence of maps with `spatial_scales` (then `levels` index the sequence).
+      boxes: float [K, 4], (x1, y1, x2, y2) in input pixels.
+      box_indices: int [K] in [0, B).
+      levels: int [K], a key of `features` per RoI (e.g. from `assign_fpn_levels`); values
+        outside the keys are clamped to the nearest (lowest/highest) level.
+      output_size, sampling_ratio (> 0), aligned: as in `roi_align`.
+      spatial_scales: per-map scales; required for a sequence, optional override for a dict.
+    Returns:
+      float [K, oh, ow, C].
+    """
+    if isinstance(features, Mapping):
+        keys = sorted(features)
+        maps = [features[k] for k in keys]
+        scales = [2.0 ** -k for k in keys] if spatial_scales is None else list(spatial_scales)
+    else:
+        keys = list(range(len(features)))
+        maps = list(features)
+        if spatial_scales is None:
+            raise ValueError("a sequence of feature maps needs spatial_scales (one per map)")
+        scales = list(spatial_scales)
+    if not maps or len(scales) != len(maps):
+        raise ValueError(f"need >= 1 feature map and one scale per map, got {len(maps)} maps and "
+                         f"{len(scales)} spatial_scales")
+    for key, fmap in zip(keys, maps):
+        _check_rois(fmap, boxes, box_indices)
+        if fmap.shape[0] != maps[0].shape[0] or fmap.shape[3] != maps[0].shape[3]:
+            raise ValueError(f"level {key}: shape {fmap.shape} differs from {maps[0].shape} in "
+                             "batch or channels")
+    if levels.shape != boxes.shape[:1]:
+        raise ValueError(f"levels must be [K]={boxes.shape[:1]}, got shape {levels.shape}")
+    if sampling_ratio <= 0:
+        raise ValueError(f"multilevel_roi_align needs sampling_ratio > 0, got {sampling_ratio}")
+    output_size = _pair(output_size, "output_size")
+    batch, channels, dtype = maps[0].shape[0], maps[0].shape[3], maps[0].dtype
+
+    heights = np.array([m.shape[1] for m in maps], np.int32)
+    widths = np.array([m.shape[2] for m in maps], np.int32)
+    sizes = batch * (heights + 1) * (widths + 1)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32)
+    flat = jnp.concatenate([jnp.pad(m, ((0, 0), (0, 1), (0, 1), (0, 0))).reshape(-1, channels)
+                            for m in maps], axis=0)
+    # Level key -> slot in the tables (keys may be sparse, e.g. {2, 3, 4, 5}).
+    slot_of_key = np.searchsorted(np.array(keys), np.arange(keys[0], keys[-1] + 1))
+    slot = jnp.asarray(slot_of_key, jnp.int32)[jnp.clip(levels, keys[0], keys[-1]) - keys[0]]
+    height, width = jnp.asarray(heights)[slot], jnp.asarray(widths)[slot]
+    scale = jnp.asarray(scales, jnp.float32)[slot]
+
+    (y1, roi_h, grid, _), (x1, roi_w, _, _) = _roi_geometry(
+        boxes * scale[:, None], 1.0, output_size, sampling_ratio, None, aligned)
+    y_low, wy = _sample_axis(y1, roi_h, output_size[0], grid, grid, height)
+    x_low, wx = _sample_axis(x1, roi_w, output_size[1], grid, grid, width)
+    base = jnp.asarray(offsets)[slot] + box_indices.astype(jnp.int32) * (height + 1) * (width + 1)
+    inv_count = _inverse_count(grid, grid, boxes.shape[0])
+    out = _gather_bilinear(flat, base, width + 1, y_low, wy.astype(dtype), x_low,
+                           wx.astype(dtype), inv_count.astype(dtype))
+    return out.astype(dtype)
+
+
+def _round_half_away(x: jax.Array) -> jax.Array:
+    """C's round(): halves go away from zero (jnp.round rounds them to even)."""
+    truncated = jnp.trunc(x)
+    return jnp.where(jnp.abs(x - truncated) >= 0.5, truncated + jnp.sign(x), truncated)
+
+
+def _window_argmax_tables(features: jax.Array) -> jax.Array:
+    """Sparse tables of first-argmax indices over power-of-two windows.
+
+    Returns int32 [LH+1, LW+1, B, H, W, C] where entry [i, j, b, h, w, c] is the flat index
+    (y * W + x) of the largest value of channel c in rows [h, h + 2**i) x columns
+    [w, w + 2**j) (cut at the map's edge); ties go to the smallest index, i.e. the first one in
+    row-major scan order as in torchvision's kernel. Any window is the union of 4 such windows,
+    which answers each RoIPool bin with 4 lookups whatever its size.
+    """
+    batch, height, width, channels = features.shape
+    flat = features.reshape(batch, height * width, channels)
+
+    def better(idx_a, idx_b):
+        val_a = jnp.take_along_axis(flat, idx_a.reshape(batch, -1, channels), axis=1).reshape(idx_a.shape)
+        val_b = jnp.take_along_axis(flat, idx_b.reshape(batch, -1, channels), axis=1).reshape(idx_b.shape)
+        take_b = (val_b > val_a) | ((val_b == val_a) & (idx_b < idx_a))
+        return jnp.where(take_b, idx_b, idx_a)
+
+    def doubled(idx, axis, span):
+        # Window [p, p + 2*span) = [p, p + span) u [p + span, p + 2*span); past the edge the
+        # shifted operand repeats the last window, which the max ignores.
+        n = idx.shape[axis]
+        shifted = jnp.concatenate([lax.slice_in_dim(idx, min(span, n), n, axis=axis),
+                                   lax.slice_in_dim(idx, n - min(span, n), n, axis=axis)], axis=axis)
+        return better(idx, shifted)
+
+    pos = jnp.arange(height * width, dtype=jnp.int32).reshape(1, height, width, 1)
+    by_rows = [jnp.broadcast_to(pos, features.shape)]
+    for i in range(1, height.bit_length()):
+        by_rows.append(doubled(by_rows[-1], 1, 2 ** (i - 1)))
+    tables = []
+    for row_table in by_rows:
+        by_cols = [row_table]
+        for j in range(1, width.bit_length()):
+            by_cols.append(doubled(by_cols[-1], 2, 2 ** (j - 1)))
+        tables.append(jnp.stack(by_cols))
+    return jnp.stack(tables)
+
+
+def roi_pool(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
+             output_size: int | tuple[int, int], spatial_scale: float = 1.0) -> jax.Array:
+    """RoIPool (Fast R-CNN) with torchvision's semantics (torchvision.ops.roi_pool).
+
+    Box corners are scaled and rounded half away from zero (C round()); the RoI spans
+    max(x2 - x1 + 1, 1) x max(y2 - y1 + 1, 1) pixels; bin (i, j) covers rows
+    [floor(i * bin_h), ceil((i + 1) * bin_h)) + y1 (and columns likewise) in float32 arithmetic,
+    clipped to the map; its output is the channel-wise max, or 0 for an empty bin. Ties go to the
+    first pixel in row-major order. The gradient w.r.t. `features` goes to that argmax only
+    (nothing for empty bins). Boxes with non-finite coordinates give zeros.
+
+    Bins of any size are answered with 4 lookups into sparse tables of window argmaxes, which
+    take (floor(log2 H) + 1) * (floor(log2 W) + 1) int32 copies of the feature map.
+
+    Args:
+      features: float [B, H, W, C]. boxes: float [K, 4] (x1, y1, x2, y2) in input pixels.
+      box_indices: int [K] in [0, B). output_size: (oh, ow) or int.
+      spatial_scale: feature pixels per input pixel (1 / stride).
+    Returns:
+      float [K, oh, ow, C].
+    """
+    _check_rois(features, boxes, box_indices)
+    oh, ow = _pair(output_size, "output_size")
+    batch, height, width, channels = features.shape
+    scaled = boxes.astype(jnp.float32) * spatial_scale
+    finite = jnp.all(jnp.isfinite(scaled), axis=1)
+    # Clamp far-away corners so int32 arithmetic cannot overflow; they stay outside the map.
+    corners = _round_half_away(jnp.clip(jnp.where(finite[:, None], scaled, 0.0), -2.0 ** 24, 2.0 ** 24))
+    x1, y1, x2, y2 = (corners[:, i].astype(jnp.int32) for i in range(4))
+
+    def bins(start, end, num_bins, size):
+        extent = jnp.maximum(end - start + 1, 1).astype(jnp.float32)
+        bin_size = _ieee_divide(extent, float(num_bins))[:, None]
+        index = jnp.arange(num_bins, dtype=jnp.float32)
+        lo = jnp.floor(index * bin_size).astype(jnp.int32) + start[:, None]
+        hi = jnp.ceil((index + 1) * bin_size).astype(jnp.int32) + start[:, None]
+        return jnp.clip(lo, 0, size), jnp.clip(hi, 0, size)
+
+    h_lo, h_hi = bins(y1, y2, oh, height)                                 # [K, oh]
+    w_lo, w_hi = bins(x1, x2, ow, width)                                  # [K, ow]
+    empty = ((h_hi <= h_lo)[:, :, None] | (w_hi <= w_lo)[:, None, :]) | ~finite[:, None, None]
+
+    def log2_floor(extent, limit):  # largest i with 2**i <= extent (0 for empty bins)
+        return sum((extent >= 2 ** i).astype(jnp.int32) for i in range(1, limit.bit_length()))
+
+    level_h, level_w = log2_floor(h_hi - h_lo, height), log2_floor(w_hi - w_lo, width)
+    rows = [h_lo, jnp.maximum(h_hi - 2 ** level_h, 0)]
+    cols = [w_lo, jnp.maximum(w_hi - 2 ** level_w, 0)]
+    tables = _window_argmax_tables(lax.stop_gradient(features))
+    num_col_levels = tables.shape[1]
+    tables = tables.reshape(-1, channels)
+    table_base = ((level_h[:, :, None] * num_col_levels + level_w[:, None, :]) * batch
+                  + box_indices.astype(jnp.int32)[:, None, None]) * (height * width)
+    flat = features.reshape(-1)
+    image_base = box_indices.astype(jnp.int32)[:, None, None, None] * (height * width * channels)
+    channel = jnp.arange(channels, dtype=jnp.int32)
+    best_idx = best_val = None
+    for r in rows:
+        for c in cols:
+            cell = jnp.minimum(r[:, :, None], height - 1) * width + jnp.minimum(c[:, None, :], width - 1)
+            idx = tables.at[table_base + cell].get(mode="promise_in_bounds")   # [K, oh, ow, C]
+            val = flat.at[image_base + idx * channels + channel].get(mode="promise_in_bounds")
+            if best_idx is None:
+                best_idx, best_val = idx, val
+            else:
+                take = (val > best_val) | ((val == best_val) & (idx < best_idx))
+                best_idx, best_val = jnp.where(take, idx, best_idx), jnp.where(take, val, best_val)
+    # The where-chain routes the gradient to the winning gather, i.e. to the argmax pixel only.
+    return jnp.where(empty[..., None], jnp.zeros((), features.dtype), best_val)
