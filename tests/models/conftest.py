@@ -1,0 +1,12 @@
+"""Fixtures for the model tests: a fresh seed per test, printed so a failure can be replayed."""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def seed() -> int:
+  """A fresh seed each run (shown by pytest on failure via the assert messages and -s)."""
+  value = int(np.random.SeedSequence().entropy % 2**31)
+  print(f'seed={value}')
+  return value
