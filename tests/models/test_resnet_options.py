@@ -31,7 +31,7 @@ def test_init_is_he_fan_out_normal_with_zero_init_residual(block, seed):
       kh, kw, _, out = value.shape
       expected_std = np.sqrt(2.0 / (kh * kw * out))
       assert abs(value.std() / expected_std - 1) < 0.06, f'seed={seed} {path}: {value.std()}'
-      assert abs(value.mean()) < 0.06 * expected_std, f'seed={seed} {path}'
+      assert abs(value.mean()) < 0.1 * expected_std, f'seed={seed} {path}'
       # A normal has 4.55% of its mass beyond 2 sigma; a 2-sigma truncated normal has none.
       tail = np.mean(np.abs(value) > 2 * expected_std)
       assert 0.03 < tail < 0.06, f'seed={seed} {path}: tail {tail}'
@@ -60,7 +60,7 @@ def test_bfloat16_compute_keeps_float32_params_and_tracks_float32_output(seed):
     assert half[level].dtype == jnp.bfloat16, level
     # bf16 keeps 8 mantissa bits; errors compound over ~20 layers.
     error = max_relative_error(half[level].astype(jnp.float32), full[level])
-    assert error < 0.1, f'seed={seed} {level}: bf16 rel error {error:.3f}'
+    assert error < 0.05, f'seed={seed} {level}: bf16 rel error {error:.3f}'
 
 
 def test_cross_replica_batch_norm_equals_full_batch_statistics(seed):
