@@ -20,7 +20,6 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from vision_jax.models.backbones.resnet import conv_kernel_init
 
