@@ -1,0 +1,113 @@
+"""Classification: one class per image; softmax cross-entropy; top-1/top-5 accuracy.
+
+Config keys read here: `data.image_size`, `data.random_flip`, `data.random_crop_padding`
+(pad by this many pixels, then crop back at a random place: the CIFAR/ResNet augmentation),
+`model.backbone` and its options (`vision_jax.models.from_config`), `model.head`
+('gap' | 'vgg_fc'), `model.dropout_rate`, `loss.label_smoothing`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tensorflow as tf
+
+from vision_jax import viz
+from vision_jax.data import transforms
+from vision_jax.evaluation.classification import ClassificationEvaluator
+from vision_jax.models.classifier import Classifier
+from vision_jax.models.from_config import backbone_from_config, compute_dtype
+
+
+def require(info, field: str, task: str) -> None:
+    if field not in info.has:
+        raise ValueError(
+            f"Dataset {info.name!r} has no {field!r} field, which the {task} task needs "
+            f"(it has: {sorted(info.has)})."
+        )
+
+
+def augment_image(image: tf.Tensor, seed: tf.Tensor, data_config: ml_collections.ConfigDict) -> tf.Tensor:
+    """Random pad-and-crop and horizontal flip, stateless (deterministic given `seed` [2])."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    pad = int(data_config.random_crop_padding)
+    if pad > 0:
+        height, width = image.shape[0], image.shape[1]
+        padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+        image = tf.image.stateless_random_crop(padded, [height, width, image.shape[2]], seed=seeds[0])
+    if data_config.random_flip:
+        image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+    return image
+
+
+class ClassificationTask:
+    name = "classification"
+
+    @staticmethod
+    def add_config_defaults(c: ml_collections.ConfigDict) -> None:
+        c.data.random_flip = False  # horizontal flip in training
+        c.data.random_crop_padding = 0  # pad by this many pixels, crop back at random (training)
+        c.model.name = "classifier"
+        c.model.head = "gap"  # 'gap' (global average pool + dense) or 'vgg_fc' (VGG's fc6/fc7)
+        c.model.dropout_rate = 0.0
+        c.loss.label_smoothing = 0.0
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        self.label_smoothing = float(config.loss.label_smoothing)
+
+    def build_model(self, info):
+        config = self.config
+        require(info, "label", self.name)
+        return Classifier(
+            backbone=backbone_from_config(config.model),
+            num_classes=info.num_classes,
+            head=config.model.head,
+            dropout_rate=config.model.dropout_rate,
+            dtype=compute_dtype(config.model),
+        )
+
+    def init_inputs(self, info):
+        size = self.config.data.image_size
+        return {"images": np.zeros((1, size, size, 3), np.float32)}
+
+    def preprocess(self, info, train: bool):
+        config = self.config
+        size = config.data.image_size
+
+        def fn(example, seed):
+            image = tf.image.resize(tf.cast(example["image"], tf.float32), [size, size], antialias=True)
+            if train:
+                image = augment_image(image, seed, config.data)
+            return {"image": transforms.normalize_image(image), "label": tf.cast(example["label"], tf.int32)}
+
+        return fn
+
+    def loss(self, model, variables, batch, rng, train):
+        logits, new_state = model.apply(
+            variables, batch["image"], train=train, mutable=["batch_stats"], rngs={"dropout": rng}
+        )
+        logits = logits.astype(jnp.float32)
+        labels = optax.smooth_labels(jax.nn.one_hot(batch["label"], logits.shape[-1]), self.label_smoothing)
+        loss = optax.softmax_cross_entropy(logits, labels).mean()
+        metrics = {"accuracy": (jnp.argmax(logits, -1) == batch["label"]).mean()}
+        return loss, (metrics, new_state)
+
+    def predict(self, model, variables, batch):
+        logits = model.apply(variables, batch["image"], train=False)
+        return {"logits": logits.astype(jnp.float32)}
+
+    def make_evaluator(self, info):
+        return ClassificationEvaluator(info.num_classes)
+
+    def draw(self, batch, predictions, info):
+        pictures = []
+        for image, logits, label in zip(batch["image"], predictions["logits"], batch["label"]):
+            probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+            predicted = int(np.argmax(logits))
+            text = f"{info.class_names[predicted]} {probabilities[predicted]:.2f}"
+            pictures.append(viz.draw_label(viz.to_uint8(image), text, predicted == int(label)))
+        return pictures

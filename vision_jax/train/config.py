@@ -1,0 +1,98 @@
+"""The keys every config shares, and the checks run before training.
+
+A config file in `configs/` starts from `base_config(task)` and overrides what differs, so a
+user learns the shared keys once (DESIGN.md, "A run, from the outside"). Values that may be
+absent are typed placeholders, so that `--config.data.root=DIR` is type-checked too.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def base_config(task: str) -> ml_collections.ConfigDict:
+    """The shared keys, plus the keys of `task` (a key of vision_jax.tasks.TASKS) with their
+    defaults, added by the task's `add_config_defaults`."""
+    c = ml_collections.ConfigDict()
+    c.task = task
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "shapes"  # a key of vision_jax.data.datasets' table
+    c.data.root = config_dict.placeholder(str)  # own-data folder or local files
+    c.data.data_dir = config_dict.placeholder(str)  # tfds data dir (None: tfds default)
+    c.data.train_split = "train"
+    c.data.eval_split = "test"
+    c.data.image_size = 64  # network input side, pixels
+    c.data.cache = True  # keep decoded raw examples in memory (small datasets)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = ""  # set by the task: a key of its own table of models
+    c.model.backbone = "resnet18"
+    c.model.width = 64
+    c.model.stem = "imagenet"
+    c.model.dtype = "float32"  # compute dtype; 'bfloat16' = mixed precision (params stay float32)
+    c.model.cross_replica_bn = False  # BatchNorm statistics over all devices ('data' axis)
+    c.loss = ml_collections.ConfigDict()  # keys added by the task
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "sgd"
+    c.optimizer.learning_rate = 0.1
+    c.optimizer.momentum = 0.9
+    c.optimizer.nesterov = False
+    c.optimizer.b1 = 0.9
+    c.optimizer.b2 = 0.999
+    c.optimizer.eps = 1e-8
+    c.optimizer.weight_decay = 1e-4
+    c.optimizer.schedule = "cosine"
+    c.optimizer.min_learning_rate = 0.0
+    c.optimizer.decay_boundaries = (0.67, 0.89)
+    c.optimizer.decay_factor = 0.1
+    c.optimizer.warmup_steps = 0
+    c.optimizer.grad_clip_norm = 0.0
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 1000
+    c.train.batch_size = 64  # global, over all devices and hosts
+    c.train.eval_batch_size = 128  # global
+    c.train.log_every = 50
+    c.train.eval_every = 500
+    c.train.checkpoint_every = 500
+    c.train.keep_checkpoints = 3
+    c.train.num_pictures = 8  # eval images drawn with predictions into workdir/pictures
+    c.train.progress_bar = True
+
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.initialize = False  # call jax.distributed.initialize before anything else
+    c.distributed.coordinator_address = config_dict.placeholder(str)  # host:port of process 0
+    c.distributed.num_processes = config_dict.placeholder(int)
+    c.distributed.process_id = config_dict.placeholder(int)
+
+    from vision_jax.tasks import TASKS  # local: tasks import TensorFlow and Flax
+
+    if task not in TASKS:
+        raise ValueError(f"task={task!r} is not a known task; known: {sorted(TASKS)}")
+    TASKS[task].add_config_defaults(c)
+    return c
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Refuses values that would otherwise fail deep inside JAX or train silently wrong."""
+    import jax  # local: the config module must stay importable without initialising JAX
+
+    t = config.train
+    for key in ("num_steps", "batch_size", "eval_batch_size", "log_every", "eval_every", "checkpoint_every"):
+        if int(t[key]) <= 0:
+            raise ValueError(f"config.train.{key}={t[key]} must be a positive integer")
+    n_devices, n_processes = jax.device_count(), jax.process_count()
+    for key in ("batch_size", "eval_batch_size"):
+        if t[key] % n_devices:
+            raise ValueError(
+                f"config.train.{key}={t[key]} is not divisible by the {n_devices} devices "
+                f"({n_processes} processes); pick a multiple of {n_devices}"
+            )
+    if config.model.dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"config.model.dtype={config.model.dtype!r} must be float32, bfloat16 or float16")
+    if config.optimizer.learning_rate <= 0:
+        raise ValueError(f"config.optimizer.learning_rate={config.optimizer.learning_rate} must be > 0")
