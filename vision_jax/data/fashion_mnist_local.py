@@ -36,9 +36,9 @@ def _find(root: str, stem: str) -> str:
         if os.path.isfile(candidate):
             return candidate
     raise ValueError(
-        f"Fashion-MNIST files not found in {root}: {stem}.gz is missing. Install the Debian package "
-        f"dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or set --config.data.root to a "
-        f"folder holding {', '.join(f + '.gz' for pair in _FILES.values() for f in pair)}"
+        f"Fashion-MNIST files not found in {root}: install the Debian package dataset-fashion-mnist "
+        f"(apt-get install dataset-fashion-mnist) or set --config.data.root to a folder holding "
+        f"{', '.join(f + '.gz' for pair in _FILES.values() for f in pair)} ({stem}.gz is missing)"
     )
 
 

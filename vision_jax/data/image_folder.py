@@ -83,7 +83,14 @@ def load_image_folder(data_config, split: str, *, process_index: int, process_co
     ds = ds.shard(process_count, process_index)
 
     def read(example):
-        image = tf.io.decode_image(tf.io.read_file(example["path"]), channels=3, expand_animations=False)
+        contents = tf.io.read_file(example["path"])
+        # JPEGs with the accurate integer DCT (libjpeg's default, what Pillow gives) rather than TF's
+        # default fast one, so pixels match what other tools decode.
+        image = tf.cond(
+            tf.io.is_jpeg(contents),
+            lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_png(contents, channels=3),
+        )
         image.set_shape([None, None, 3])
         return {"image": image, "image_id": example["image_id"], "label": example["label"]}
 
