@@ -149,7 +149,10 @@ def _shape_mask_at(name: str, x: np.ndarray, y: np.ndarray, cx: float, cy: float
 
 
 def _background(rng: np.random.Generator, variant: SceneVariant) -> np.ndarray:
-    """float32 [S, S, 3]: a linear gradient between two colours, crossed by thin random lines."""
+    """float32 [3, S, S] (channels first): a linear gradient between two colours, crossed by thin lines.
+
+    Scenes are drawn channels-first: NumPy broadcasting over a trailing axis of 3 runs ~15x slower.
+    """
     size = variant.image_size
     x, y = pixel_centres(size)
     start = rng.uniform(0, 255, size=3)
@@ -159,7 +162,7 @@ def _background(rng: np.random.Generator, variant: SceneVariant) -> np.ndarray:
     along_x = (x[0] - size / 2) * np.cos(direction) / size
     along_y = (y[:, 0] - size / 2) * np.sin(direction) / size
     t = np.clip(along_y[:, None] + along_x[None, :] + 0.5, 0, 1).astype(np.float32)
-    image = start.astype(np.float32) + t[..., None] * (end - start).astype(np.float32)
+    image = start.astype(np.float32)[:, None, None] + (end - start).astype(np.float32)[:, None, None] * t[None]
     for _ in range(rng.integers(variant.num_lines[0], variant.num_lines[1] + 1)):
         p0, p1 = rng.uniform(0, size, size=2), rng.uniform(0, size, size=2)
         half_width = rng.uniform(0.5, 1.2)
@@ -173,7 +176,7 @@ def _background(rng: np.random.Generator, variant: SceneVariant) -> np.ndarray:
         # row and column terms are broadcast rather than computed on the whole window.
         s = np.clip(wy[:, None] * (d[1] / max(d @ d, 1e-9)) + wx[None, :] * (d[0] / max(d @ d, 1e-9)), 0, 1)
         squared_distance = (wx[None, :] - s * d[0]) ** 2 + (wy[:, None] - s * d[1]) ** 2
-        image[rows, cols][squared_distance <= half_width**2] = colour
+        image[:, rows, cols][:, squared_distance <= half_width**2] = colour[:, None]
     return image
 
 
@@ -232,7 +235,7 @@ def generate_example(variant: SceneVariant, seed: int, index: int) -> dict[str, 
         radius = rng.uniform(variant.min_radius, variant.max_radius)
         cx, cy = rng.uniform(radius, size - radius, size=2)  # the whole shape lies inside the image
         mask = shape_mask(class_id, cx, cy, radius, rng.uniform(0, 2 * np.pi), size)
-        background_colour = image[int(cy), int(cx)]
+        background_colour = image[:, int(cy), int(cx)]
         classes.append(class_id)
         masks.append(mask)
         colours.append(_object_colour(rng, background_colour, colours))
@@ -257,11 +260,11 @@ def generate_example(variant: SceneVariant, seed: int, index: int) -> dict[str, 
         direction = rng.uniform(0, 2 * np.pi)
         along = (x[masks[i]] - size / 2) * np.cos(direction) + (y[masks[i]] - size / 2) * np.sin(direction)
         shade = 1.0 + _SHADING * np.clip(along / (size / 2), -1, 1)
-        image[masks[i]] = np.clip(colours[i] * shade[:, None], 0, 255)
+        image[:, masks[i]] = np.clip(colours[i][:, None] * shade[None, :], 0, 255)
     # Uniform noise from raw random bytes: several times cheaper than Gaussian draws here.
     noise_bytes = np.frombuffer(rng.bytes(image.size), np.uint8).reshape(image.shape)
     image += (noise_bytes.astype(np.float32) - 127.5) * np.float32(_NOISE_AMPLITUDE / 127.5)
-    image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    image = np.ascontiguousarray(np.clip(np.rint(image), 0, 255).astype(np.uint8).transpose(1, 2, 0))
 
     classes_kept = np.asarray([classes[i] for i in keep], np.int64)
     return {
