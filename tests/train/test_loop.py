@@ -141,14 +141,27 @@ def test_run_writes_metrics_eval_config_and_pictures(repo_root, data_dir, tmp_pa
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("--config.train.num_stepz=3", "num_stepz"),
-        ("--config.train.num_steps=three", "num_steps"),
-        ("--config.data.name=imagenet2021", "imagenet2021"),
-        ("--config.train.batch_size=0", "batch_size"),
+        ("--config.train.num_stepz=3", 'Did you mean "num_steps"'),
+        ("--config.train.num_steps=three", "--config.train.num_steps=three"),
+        ("--config.data.shapes_num_train=twelve", "--config.data.shapes_num_train=twelve"),
     ],
 )
-def test_bad_config_is_refused_with_a_message_naming_it(repo_root, tmp_path, override, message):
+def test_misspelled_key_or_wrong_type_is_refused_by_the_script(repo_root, tmp_path, override, message):
     done = subprocess.run(train_command(repo_root, tmp_path, override), env=env(), capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     last_lines = "\n".join((done.stdout + done.stderr).strip().splitlines()[-3:])
     assert message in last_lines, last_lines
+    assert not os.path.exists(tmp_path / "checkpoints")
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [("data.name", "imagenet2021", "imagenet2021"), ("train.batch_size", 0, "batch_size"), ("model.backbone", "resnet19", "resnet19")],
+)
+def test_bad_values_are_refused_before_training(repo_root, data_dir, tmp_path, key, value, message):
+    c = load_config(repo_root, data_dir)
+    section, name = key.split(".")
+    c[section][name] = value
+    with pytest.raises(ValueError, match=message):
+        train_and_evaluate(c, str(tmp_path))
+    assert not os.path.exists(tmp_path / "checkpoints") or checkpoint_steps(tmp_path) == []
