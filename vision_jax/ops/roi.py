@@ -95,11 +95,15 @@ def _roi_geometry(boxes, spatial_scale, output_size, sampling_ratio, max_samplin
     offset = 0.5 if aligned else 0.0
     scaled = boxes.astype(jnp.float32) * spatial_scale - offset
     x1, y1, x2, y2 = (scaled[:, i] for i in range(4))
+    # A non-finite corner reads nothing (torchvision's result is arbitrary there, e.g. a
+    # (0, 0, 0, -inf) box becomes 1x1 in the non-aligned mode): zero grid, so 0 output.
+    finite = jnp.all(jnp.isfinite(scaled), axis=1)
     roi_w, roi_h = x2 - x1, y2 - y1
     if not aligned:  # torchvision forces malformed RoIs to 1x1 in the legacy mode only
         roi_w, roi_h = jnp.maximum(roi_w, 1.0), jnp.maximum(roi_h, 1.0)
     if sampling_ratio > 0:
-        return (y1, roi_h, sampling_ratio, sampling_ratio), (x1, roi_w, sampling_ratio, sampling_ratio)
+        grid = jnp.where(finite, sampling_ratio, 0)
+        return (y1, roi_h, grid, sampling_ratio), (x1, roi_w, grid, sampling_ratio)
     if max_sampling_ratio is None or max_sampling_ratio < 1:
         raise ValueError(
             "sampling_ratio <= 0 (adaptive, ceil(roi_size / output_size) samples per bin) is data "
@@ -108,7 +112,7 @@ def _roi_geometry(boxes, spatial_scale, output_size, sampling_ratio, max_samplin
 
     def adaptive(extent, bins):
         per_bin = jnp.ceil(_ieee_divide(extent, float(bins)))
-        per_bin = jnp.where(jnp.isfinite(per_bin), per_bin, 0.0)
+        per_bin = jnp.where(finite, per_bin, 0.0)
         return jnp.clip(per_bin, 0, max_sampling_ratio).astype(jnp.int32)
 
     return ((y1, roi_h, adaptive(roi_h, oh), max_sampling_ratio),
@@ -223,6 +227,7 @@ def roi_align(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
     results agree with a float64 evaluation to about ulp(coordinate) x the feature's variation
     per pixel.
     """
+    features, boxes, box_indices = jnp.asarray(features), jnp.asarray(boxes), jnp.asarray(box_indices)
     _check_rois(features, boxes, box_indices)
     output_size = _pair(output_size, "output_size")
     batch, height, width, channels = features.shape
@@ -262,6 +267,7 @@ def assign_fpn_levels(boxes: jax.Array, min_level: int = 2, max_level: int = 5,
     Returns:
       int32 [K], absolute pyramid levels (a level-l map has stride 2**l).
     """
+    boxes = jnp.asarray(boxes)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"boxes must be [K, 4] (x1, y1, x2, y2), got shape {boxes.shape}")
     if min_level > max_level:
@@ -311,6 +317,8 @@ def multilevel_roi_align(features: Mapping[int, jax.Array] | Sequence[jax.Array]
     if not maps or len(scales) != len(maps):
         raise ValueError(f"need >= 1 feature map and one scale per map, got {len(maps)} maps and "
                          f"{len(scales)} spatial_scales")
+    maps = [jnp.asarray(m) for m in maps]
+    boxes, box_indices, levels = jnp.asarray(boxes), jnp.asarray(box_indices), jnp.asarray(levels)
     for key, fmap in zip(keys, maps):
         _check_rois(fmap, boxes, box_indices)
         if fmap.shape[0] != maps[0].shape[0] or fmap.shape[3] != maps[0].shape[3]:
@@ -335,12 +343,12 @@ def multilevel_roi_align(features: Mapping[int, jax.Array] | Sequence[jax.Array]
     height, width = jnp.asarray(heights)[slot], jnp.asarray(widths)[slot]
     scale = jnp.asarray(scales, jnp.float32)[slot]
 
-    (y1, roi_h, grid, _), (x1, roi_w, _, _) = _roi_geometry(
+    (y1, roi_h, grid_y, cap), (x1, roi_w, grid_x, _) = _roi_geometry(
         boxes * scale[:, None], 1.0, output_size, sampling_ratio, None, aligned)
-    y_low, wy = _sample_axis(y1, roi_h, output_size[0], grid, grid, height)
-    x_low, wx = _sample_axis(x1, roi_w, output_size[1], grid, grid, width)
+    y_low, wy = _sample_axis(y1, roi_h, output_size[0], grid_y, cap, height)
+    x_low, wx = _sample_axis(x1, roi_w, output_size[1], grid_x, cap, width)
     base = jnp.asarray(offsets)[slot] + box_indices.astype(jnp.int32) * (height + 1) * (width + 1)
-    inv_count = _inverse_count(grid, grid, boxes.shape[0])
+    inv_count = _inverse_count(grid_y, grid_x, boxes.shape[0])
     out = _gather_bilinear(flat, base, width + 1, y_low, wy.astype(dtype), x_low,
                            wx.astype(dtype), inv_count.astype(dtype))
     return out.astype(dtype)
@@ -352,6 +360,33 @@ def _round_half_away(x: jax.Array) -> jax.Array:
     return jnp.where(jnp.abs(x - truncated) >= 0.5, truncated + jnp.sign(x), truncated)
 
 
+def _doubling_tables(values, indices, axis: int, num_levels: int):
+    """Argmax over windows of 2**0 .. 2**(num_levels-1) positions along `axis`.
+
+    Returns (values, indices) stacked on a new leading axis of size num_levels. Level i+1
+    combines the windows at p and p + 2**i of level i, cut at the map's edge. Ties keep the smaller flat index. A scan, so each level is materialised once (as
+    unrolled code XLA would fuse and recompute every level exponentially often).
+    """
+    size = values.shape[axis]
+    # Beyond the edge: a sentinel (-inf, int max) that never wins.
+    pad_shape = list(values.shape)
+    pad_shape[axis] = size
+    sentinel = (jnp.full(pad_shape, -jnp.inf, values.dtype),
+                jnp.full(pad_shape, jnp.iinfo(jnp.int32).max, jnp.int32))
+
+    def step(table, span):
+        val, idx = table
+        val_b, idx_b = (lax.dynamic_slice_in_dim(jnp.concatenate([a, pad], axis), span, size, axis)
+                        for a, pad in zip(table, sentinel))
+        take_b = (val_b > val) | ((val_b == val) & (idx_b < idx))
+        table = (jnp.where(take_b, val_b, val), jnp.where(take_b, idx_b, idx))
+        return table, table
+
+    spans = 2 ** jnp.arange(num_levels - 1, dtype=jnp.int32)
+    _, (vals, idxs) = lax.scan(step, (values, indices), spans)
+    return (jnp.concatenate([values[None], vals]), jnp.concatenate([indices[None], idxs]))
+
+
 def _window_argmax_tables(features: jax.Array) -> jax.Array:
     """Sparse tables of first-argmax indices over power-of-two windows.
 
@@ -361,34 +396,12 @@ def _window_argmax_tables(features: jax.Array) -> jax.Array:
     row-major scan order as in torchvision's kernel. Any window is the union of 4 such windows,
     which answers each RoIPool bin with 4 lookups whatever its size.
     """
-    batch, height, width, channels = features.shape
-    flat = features.reshape(batch, height * width, channels)
-
-    def better(idx_a, idx_b):
-        val_a = jnp.take_along_axis(flat, idx_a.reshape(batch, -1, channels), axis=1).reshape(idx_a.shape)
-        val_b = jnp.take_along_axis(flat, idx_b.reshape(batch, -1, channels), axis=1).reshape(idx_b.shape)
-        take_b = (val_b > val_a) | ((val_b == val_a) & (idx_b < idx_a))
-        return jnp.where(take_b, idx_b, idx_a)
-
-    def doubled(idx, axis, span):
-        # Window [p, p + 2*span) = [p, p + span) u [p + span, p + 2*span); past the edge the
-        # shifted operand repeats the last window, which the max ignores.
-        n = idx.shape[axis]
-        shifted = jnp.concatenate([lax.slice_in_dim(idx, min(span, n), n, axis=axis),
-                                   lax.slice_in_dim(idx, n - min(span, n), n, axis=axis)], axis=axis)
-        return better(idx, shifted)
-
+    _, height, width, _ = features.shape
     pos = jnp.arange(height * width, dtype=jnp.int32).reshape(1, height, width, 1)
-    by_rows = [jnp.broadcast_to(pos, features.shape)]
-    for i in range(1, height.bit_length()):
-        by_rows.append(doubled(by_rows[-1], 1, 2 ** (i - 1)))
-    tables = []
-    for row_table in by_rows:
-        by_cols = [row_table]
-        for j in range(1, width.bit_length()):
-            by_cols.append(doubled(by_cols[-1], 2, 2 ** (j - 1)))
-        tables.append(jnp.stack(by_cols))
-    return jnp.stack(tables)
+    by_rows = _doubling_tables(features, jnp.broadcast_to(pos, features.shape), 1,
+                               height.bit_length())                      # [LH+1, B, H, W, C]
+    _, tables = _doubling_tables(*by_rows, 3, width.bit_length())         # [LW+1, LH+1, ...]
+    return jnp.swapaxes(tables, 0, 1)
 
 
 def roi_pool(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
@@ -412,6 +425,7 @@ def roi_pool(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
     Returns:
       float [K, oh, ow, C].
     """
+    features, boxes, box_indices = jnp.asarray(features), jnp.asarray(boxes), jnp.asarray(box_indices)
     _check_rois(features, boxes, box_indices)
     oh, ow = _pair(output_size, "output_size")
     batch, height, width, channels = features.shape
@@ -447,16 +461,13 @@ def roi_pool(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
     flat = features.reshape(-1)
     image_base = box_indices.astype(jnp.int32)[:, None, None, None] * (height * width * channels)
     channel = jnp.arange(channels, dtype=jnp.int32)
-    best_idx = best_val = None
-    for r in rows:
-        for c in cols:
-            cell = jnp.minimum(r[:, :, None], height - 1) * width + jnp.minimum(c[:, None, :], width - 1)
-            idx = tables.at[table_base + cell].get(mode="promise_in_bounds")   # [K, oh, ow, C]
-            val = flat.at[image_base + idx * channels + channel].get(mode="promise_in_bounds")
-            if best_idx is None:
-                best_idx, best_val = idx, val
-            else:
-                take = (val > best_val) | ((val == best_val) & (idx < best_idx))
-                best_idx, best_val = jnp.where(take, idx, best_idx), jnp.where(take, val, best_val)
-    # The where-chain routes the gradient to the winning gather, i.e. to the argmax pixel only.
+    cells = jnp.stack([jnp.minimum(r[:, :, None], height - 1) * width
+                       + jnp.minimum(c[:, None, :], width - 1) for r in rows for c in cols], -1)
+    candidates = tables.at[table_base[..., None] + cells].get(mode="promise_in_bounds")
+    values = lax.stop_gradient(flat).at[image_base[..., None] + candidates * channels
+                                        + channel].get(mode="promise_in_bounds")
+    best = jnp.max(values, axis=3, keepdims=True)                         # [K, oh, ow, 1, C]
+    first = jnp.min(jnp.where(values == best, candidates, height * width - 1), axis=3)
+    # Read the winner from `features` itself: the gradient reaches that one pixel only.
+    best_val = flat.at[image_base + first * channels + channel].get(mode="promise_in_bounds")
     return jnp.where(empty[..., None], jnp.zeros((), features.dtype), best_val)
