@@ -59,10 +59,10 @@ SINGLE = SceneVariant(image_size=64, min_objects=1, max_objects=1, min_radius=10
 MULTI = SceneVariant(image_size=128, min_objects=1, max_objects=6, min_radius=9.0, max_radius=26.0)
 VARIANTS: dict[str, SceneVariant] = {"single": SINGLE, "multi": MULTI}
 
-# Colours are RGB in [0, 255]. An object's colour is at least this far (Euclidean) from the background
-# at its centre and from every other object's colour, so objects stay distinguishable.
+# Colours are RGB in [0, 255]. An object's colour is at least this far (Euclidean) from the median
+# background under it and from every other object's colour, so objects stay distinguishable.
 _MIN_BACKGROUND_CONTRAST = 110.0
-_MIN_OBJECT_CONTRAST = 70.0
+_MIN_OBJECT_CONTRAST = 90.0
 _NOISE_AMPLITUDE = 10.0  # uniform pixel noise in [-10, 10] grey levels on the whole image
 _SHADING = 0.15  # each object's brightness varies by +-15% along a random direction
 
@@ -235,7 +235,8 @@ def generate_example(variant: SceneVariant, seed: int, index: int) -> dict[str, 
         radius = rng.uniform(variant.min_radius, variant.max_radius)
         cx, cy = rng.uniform(radius, size - radius, size=2)  # the whole shape lies inside the image
         mask = shape_mask(class_id, cx, cy, radius, rng.uniform(0, 2 * np.pi), size)
-        background_colour = image[:, int(cy), int(cx)]
+        # The background under the shape (median: a clutter line crossing it does not count).
+        background_colour = np.median(image[:, mask], axis=1)
         classes.append(class_id)
         masks.append(mask)
         colours.append(_object_colour(rng, background_colour, colours))
