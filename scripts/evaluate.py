@@ -6,7 +6,7 @@
 import json
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from vision_jax.train.loop import Experiment
@@ -18,6 +18,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # orbax and tfds log every step at INFO
     config = flags.FLAGS.config
     if flags.FLAGS.split:
         config.data.eval_split = flags.FLAGS.split

@@ -7,7 +7,7 @@ import itertools
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from vision_jax.train import parallel
@@ -22,6 +22,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # orbax and tfds log every step at INFO
     exp = Experiment(flags.FLAGS.config, flags.FLAGS.workdir)
     if exp.manager.latest_step() is None:
         raise SystemExit(f"No checkpoint in {os.path.join(flags.FLAGS.workdir, 'checkpoints')}: train first.")

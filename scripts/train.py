@@ -5,7 +5,7 @@
 Started again with the same workdir, it resumes from the latest checkpoint there.
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from vision_jax.train.loop import train_and_evaluate
@@ -16,6 +16,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # orbax and tfds log every step at INFO
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     results = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)

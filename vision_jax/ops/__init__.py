@@ -1,1 +1,101 @@
-"""vision_jax.ops: functional detection and segmentation ops in plain JAX."""
+"""vision_jax.ops: functional detection and segmentation ops in plain JAX.
+
+    import vision_jax.ops as vops
+    keep, num_kept = vops.nms(boxes, scores, iou_threshold=0.7, max_output_size=1000)
+
+Boxes are (x1, y1, x2, y2) in absolute pixels unless a function says otherwise; feature maps
+are NHWC. Every op has static output shapes (padding plus a count or mask), works under
+`jit` and `vmap`, and is differentiable where that makes sense. This package imports only
+jax, jax.numpy and numpy.
+"""
+
+from vision_jax.ops.anchors import (
+    cell_anchors,
+    grid_anchors,
+    multilevel_anchors,
+    ssd_default_boxes,
+    ssd_scales,
+    yolo_anchor_priors,
+    yolo_grid_offsets,
+)
+from vision_jax.ops.boxes import (
+    box_area,
+    box_convert,
+    box_ioa,
+    box_iou,
+    clip_boxes,
+    cxcywh_to_xyxy,
+    decode_boxes,
+    distance_box_iou,
+    elementwise_box_iou,
+    elementwise_distance_box_iou,
+    elementwise_generalized_box_iou,
+    encode_boxes,
+    generalized_box_iou,
+    small_box_mask,
+    valid_box_mask,
+    xywh_to_xyxy,
+    xyxy_to_cxcywh,
+    xyxy_to_xywh,
+)
+from vision_jax.ops.losses import (
+    giou_loss,
+    sigmoid_focal_loss,
+    smooth_l1_loss,
+    softmax_cross_entropy,
+    softmax_cross_entropy_per_element,
+)
+from vision_jax.ops.masks import mask_targets, paste_masks_in_image
+from vision_jax.ops.matching import match_boxes, match_iou, sample_balanced, sample_balanced_masks
+from vision_jax.ops.nms import batched_nms, nms
+from vision_jax.ops.pooling import bed_of_nails_unpool, max_pool_with_argmax, max_unpool, nearest_unpool
+from vision_jax.ops.roi import assign_fpn_levels, multilevel_roi_align, roi_align, roi_pool
+
+__all__ = [
+    "assign_fpn_levels",
+    "batched_nms",
+    "bed_of_nails_unpool",
+    "box_area",
+    "box_convert",
+    "box_ioa",
+    "box_iou",
+    "cell_anchors",
+    "clip_boxes",
+    "cxcywh_to_xyxy",
+    "decode_boxes",
+    "distance_box_iou",
+    "elementwise_box_iou",
+    "elementwise_distance_box_iou",
+    "elementwise_generalized_box_iou",
+    "encode_boxes",
+    "generalized_box_iou",
+    "giou_loss",
+    "grid_anchors",
+    "mask_targets",
+    "match_boxes",
+    "match_iou",
+    "max_pool_with_argmax",
+    "max_unpool",
+    "multilevel_anchors",
+    "multilevel_roi_align",
+    "nearest_unpool",
+    "nms",
+    "paste_masks_in_image",
+    "roi_align",
+    "roi_pool",
+    "sample_balanced",
+    "sample_balanced_masks",
+    "sigmoid_focal_loss",
+    "small_box_mask",
+    "smooth_l1_loss",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_per_element",
+    "ssd_default_boxes",
+    "ssd_scales",
+    "valid_box_mask",
+    "xywh_to_xyxy",
+    "xyxy_to_cxcywh",
+    "xyxy_to_xywh",
+    "yolo_anchor_priors",
+    "yolo_grid_offsets",
+]
