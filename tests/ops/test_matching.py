@@ -61,11 +61,11 @@ def random_problem(rng, box_sampler):
     if rng.uniform() < 0.1:
         valid[:] = False  # all padding
     crowd = rng.uniform(size=NUM_GT) < 0.2
-    return gt.astype(np.float32), anchors, valid, crowd
+    return gt.astype(np.float32), valid, anchors, crowd
 
 
 match_iou_jit = jax.jit(matching.match_iou, static_argnums=(2, 3, 4))
-match_boxes_jit = jax.jit(matching.match_boxes, static_argnums=(4, 5, 6, 7))
+match_boxes_jit = jax.jit(matching.match_boxes, static_argnums=(4, 5, 6, 7))  # thresholds
 
 
 @pytest.mark.parametrize("thresholds,low_quality", [((0.3, 0.7), True), ((0.5, 0.5), False),
@@ -87,8 +87,8 @@ def test_match_iou_equals_detectron2_matcher(thresholds, low_quality, rng, seed)
 def test_match_boxes_handles_padding_and_crowd_like_the_reference(rng, seed, box_sampler):
     crowd_threshold = 0.7
     for case in range(110):
-        gt, anchors, valid, crowd = random_problem(rng, box_sampler)
-        matches, labels = match_boxes_jit(gt, anchors, valid, crowd, 0.7, 0.3, True, crowd_threshold)
+        gt, valid, anchors, crowd = random_problem(rng, box_sampler)
+        matches, labels = match_boxes_jit(gt, valid, anchors, crowd, 0.7, 0.3, True, crowd_threshold)
         iou, ioa = ref_iou_ioa(gt, anchors)
         ref_matches, ref_labels = ref_matcher(iou, valid & ~crowd, 0.7, 0.3, True)
         crowd_cover = np.max(np.where((valid & crowd)[:, None], ioa, 0), axis=0)
@@ -183,9 +183,9 @@ def test_sample_balanced_is_uniform_over_eligible_elements(rng, seed):
 def test_matching_and_sampling_trace_once_and_vmap_equals_loop(rng, seed, box_sampler):
     traces = []
 
-    def label_and_sample(gt, anchors, valid, crowd, key):
+    def label_and_sample(gt, valid, anchors, crowd, key):
         traces.append(1)
-        matches, labels = matching.match_boxes(gt, anchors, valid, crowd)
+        matches, labels = matching.match_boxes(gt, valid, anchors, crowd)
         indices, sampled_valid = matching.sample_balanced(labels, key, 16, 0.5)
         return matches, labels, indices, sampled_valid
 

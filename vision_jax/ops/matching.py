@@ -67,7 +67,7 @@ def match_iou(iou: jnp.ndarray, gt_valid: jnp.ndarray | None = None, fg_threshol
     return matched_gt, labels.astype(jnp.int32)
 
 
-def match_boxes(gt_boxes: jnp.ndarray, anchors: jnp.ndarray, gt_valid: jnp.ndarray | None = None,
+def match_boxes(gt_boxes: jnp.ndarray, gt_valid: jnp.ndarray | None, anchors: jnp.ndarray,
                 gt_is_crowd: jnp.ndarray | None = None, fg_threshold: float = 0.7,
                 bg_threshold: float = 0.3, allow_low_quality_matches: bool = True,
                 crowd_ioa_threshold: float = 0.7):
@@ -79,8 +79,10 @@ def match_boxes(gt_boxes: jnp.ndarray, anchors: jnp.ndarray, gt_valid: jnp.ndarr
     model is neither pushed towards nor away from crowd regions. Foreground stays foreground.
 
     Args:
-      gt_boxes: [G, 4] xyxy; anchors: [A, 4] xyxy (same pixel frame).
-      gt_valid: [G] bool (False = padding); gt_is_crowd: [G] bool. Defaults: all valid, none crowd.
+      gt_boxes: [G, 4] xyxy, padded to a fixed G.
+      gt_valid: [G] bool (False = padding), or None for all valid.
+      anchors: [A, 4] xyxy anchors or proposals (same pixel frame).
+      gt_is_crowd: [G] bool, or None for no crowd.
       fg_threshold, bg_threshold, allow_low_quality_matches: see ``match_iou``.
 
     Returns:
