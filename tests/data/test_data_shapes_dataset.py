@@ -80,19 +80,22 @@ def test_generation_is_deterministic_across_data_dirs(tmp_path, single_shapes_co
             np.testing.assert_array_equal(first[key], third[key], err_msg=key)
 
 
-@pytest.mark.parametrize("process_count", [2, 3, 5])
-def test_process_shards_are_tfds_even_splits_with_global_ids(process_count, single_shapes_config):
-    num_train = SMALL_SHAPES["single"][0]
-    builder = shapes_builder.make_builder("single", num_train, SMALL_SHAPES["single"][1], single_shapes_config.data_dir)
+@pytest.mark.parametrize("split,process_count", [("train", 2), ("train", 3), ("train", 5), ("train[10:50]", 3)])
+def test_process_shards_are_tfds_even_splits_with_global_ids(split, process_count, single_shapes_config):
+    """Process p's examples are tfds.even_splits(split, n)[p]; image ids number the whole (sliced) split."""
+    datasets.load(single_shapes_config, "train")  # generates the data if no test did yet
+    builder = shapes_builder.make_builder("single", *SMALL_SHAPES["single"], single_shapes_config.data_dir)
+    split_size = builder.info.splits[split].num_examples
     all_ids = []
     for process_index in range(process_count):
-        examples, _ = load_all(single_shapes_config, "train", process_index=process_index, process_count=process_count)
-        reference = list(builder.as_dataset(split=tfds.even_splits("train", process_count)[process_index]).as_numpy_iterator())
+        examples, info = load_all(single_shapes_config, split, process_index=process_index, process_count=process_count)
+        reference = list(builder.as_dataset(split=tfds.even_splits(split, process_count)[process_index]).as_numpy_iterator())
         assert len(examples) == len(reference)
         for example, ref in zip(examples, reference):
             np.testing.assert_array_equal(example["image"], ref["image"])
         all_ids += [int(e["image_id"]) for e in examples]
-    assert sorted(all_ids) == list(range(num_train))
+    assert sorted(all_ids) == list(range(split_size))
+    assert info.num_examples["train"] == SMALL_SHAPES["single"][0]
 
 
 def test_bad_variant_and_split_are_refused(tfds_data_dir):
