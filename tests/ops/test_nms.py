@@ -13,12 +13,13 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vision_jax.ops import nms as vnms
+# `vision_jax.ops.nms` is the function once the package re-exports it, so import by name.
+from vision_jax.ops.nms import batched_nms, nms
 
 # Tests use small tiles so that a few hundred boxes span many tiles and several ordered prefixes
 # (the first prefix is 8 tiles, then 4x), exercising every path of the tiled algorithm.
-nms_jit = jax.jit(vnms.nms, static_argnames=("max_output_size", "tile_size"))
-batched_nms_jit = jax.jit(vnms.batched_nms, static_argnames=("max_output_size", "tile_size"))
+nms_jit = jax.jit(nms, static_argnames=("max_output_size", "tile_size"))
+batched_nms_jit = jax.jit(batched_nms, static_argnames=("max_output_size", "tile_size"))
 
 
 # ----------------------------------------------------------------------------- references
@@ -153,17 +154,17 @@ def test_batched_nms_equals_per_class_greedy_merged_by_score(rng, seed, box_samp
 
 def test_nms_rejects_bad_arguments():
     with pytest.raises(ValueError, match="boxes must be"):
-        vnms.nms(jnp.zeros((4, 5)), jnp.zeros((4,)), 0.5, 3)
+        nms(jnp.zeros((4, 5)), jnp.zeros((4,)), 0.5, 3)
     with pytest.raises(ValueError, match="scores must be"):
-        vnms.nms(jnp.zeros((4, 4)), jnp.zeros((5,)), 0.5, 3)
+        nms(jnp.zeros((4, 4)), jnp.zeros((5,)), 0.5, 3)
     with pytest.raises(ValueError, match="max_output_size"):
-        vnms.nms(jnp.zeros((4, 4)), jnp.zeros((4,)), 0.5, 2.5)
+        nms(jnp.zeros((4, 4)), jnp.zeros((4,)), 0.5, 2.5)
     with pytest.raises(ValueError, match="classes must be"):
-        vnms.batched_nms(jnp.zeros((4, 4)), jnp.zeros((4,)), jnp.zeros((3,)), 0.5, 3)
+        batched_nms(jnp.zeros((4, 4)), jnp.zeros((4,)), jnp.zeros((3,)), 0.5, 3)
 
 
 def test_nms_of_no_boxes_returns_only_padding():
-    indices, num_valid = vnms.nms(jnp.zeros((0, 4)), jnp.zeros((0,)), 0.5, 5)
+    indices, num_valid = nms(jnp.zeros((0, 4)), jnp.zeros((0,)), 0.5, 5)
     assert int(num_valid) == 0 and np.all(np.asarray(indices) == -1)
 
 
@@ -175,7 +176,7 @@ coordinates = st.one_of(st.floats(-50, 150, width=32), st.sampled_from([0.0, 10.
 
 @jax.jit
 def nms_small(boxes, scores, score_threshold):
-    return vnms.nms(boxes, scores, 0.5, max_output_size=12, score_threshold=score_threshold,
+    return nms(boxes, scores, 0.5, max_output_size=12, score_threshold=score_threshold,
                     tile_size=4)
 
 
@@ -201,7 +202,7 @@ def test_nms_traces_once_per_shape_and_vmap_equals_loop(rng, seed, box_sampler):
 
     def counted(boxes, scores, classes):
         traces.append(1)
-        return vnms.batched_nms(boxes, scores, classes, 0.5, max_output_size=30, tile_size=16)
+        return batched_nms(boxes, scores, classes, 0.5, max_output_size=30, tile_size=16)
 
     jitted = jax.jit(counted)
     single = functools.partial(batched_nms_jit, iou_threshold=0.5, max_output_size=30, tile_size=16)
@@ -221,7 +222,7 @@ def test_nms_traces_once_per_shape_and_vmap_equals_loop(rng, seed, box_sampler):
 def test_nms_never_materialises_an_n_by_n_matrix():
     """At RPN size the compiled program holds no buffer anywhere near N x N."""
     num_boxes = 20000
-    lowered = jax.jit(lambda b, s: vnms.nms(b, s, 0.7, max_output_size=1000)).lower(
+    lowered = jax.jit(lambda b, s: nms(b, s, 0.7, max_output_size=1000)).lower(
         jax.ShapeDtypeStruct((num_boxes, 4), jnp.float32), jax.ShapeDtypeStruct((num_boxes,), jnp.float32))
     largest = 0
     for dims in re.findall(r"tensor<([0-9x]+)x(?:f32|i32|i1|f64|i64)>", lowered.as_text()):
