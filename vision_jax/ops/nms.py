@@ -9,18 +9,18 @@ Semantics (torchvision's ``nms``, TF's ``non_max_suppression``):
      each other.
   4. It stops after ``max_output_size`` kept boxes.
 IoU follows ``vision_jax.ops.boxes``: x2 - x1 widths, an empty or inverted box has area 0 and
-IoU 0 with everything, so it is never suppressed and suppresses nothing. NaN coordinates give
-IoU 0 as well. The IoU test is ``intersection > iou_threshold * union`` (no division); it can
-differ from a float64 ``iou > threshold`` only for an IoU within float32 rounding of the
-threshold.
+IoU 0 with everything, so (for iou_threshold >= 0) it is never suppressed and suppresses
+nothing. NaN coordinates give IoU 0 as well. The IoU test is
+``intersection > iou_threshold * union`` (no division); it can differ from a float64
+``iou > threshold`` only for an IoU within float32 rounding of the threshold.
 
 Algorithm (after TF Model Garden's padded NMS, made exact and early-exiting): visit the
 candidates in score order, one tile of ``tile_size`` boxes at a time. A tile's boxes are first
 tested against the boxes kept so far (blocks of [tile, tile] IoUs, only over the filled part of
-the output buffer, stopping once the whole tile is suppressed), then against each other: keep = alive & ~any(kept earlier in the tile and
-overlapping) iterated to its fixed point, which is exactly the greedy answer. The loop stops as
-soon as ``max_output_size`` boxes are kept or the candidates run out. Only the top candidates are
-ordered (``lax.top_k`` of a prefix that grows 4x when the loop runs past it), because a full
+the output buffer, stopping once the whole tile is suppressed), then against each other:
+keep = alive & ~any(kept earlier in the tile and overlapping) iterated to its fixed point, which
+is exactly the greedy answer. The loop stops as soon as ``max_output_size`` boxes are kept or
+the candidates run out. Only the top candidates are ordered (``lax.top_k`` of a prefix that grows 4x when the loop runs past it), because a full
 sort of 20k scores costs more on CPU than the suppression itself.
 """
 from __future__ import annotations
@@ -210,7 +210,8 @@ def batched_nms(boxes: jnp.ndarray, scores: jnp.ndarray, classes: jnp.ndarray,
 
     Equivalent to running ``nms`` per class and merging by score (torchvision's
     ``batched_nms``), but exact: classes are compared directly instead of offsetting the boxes,
-    which would round coordinates in float32. Returns (indices [max_output_size] int32 padded
+    which would round coordinates in float32. Class ids travel as float32 beside the boxes, so
+    they must be integers of magnitude < 2^24. Returns (indices [max_output_size] int32 padded
     with -1, num_valid int32), ordered by descending score across classes.
     """
     boxes, scores, classes = jnp.asarray(boxes), jnp.asarray(scores), jnp.asarray(classes)
