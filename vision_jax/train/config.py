@@ -25,7 +25,8 @@ def base_config(task: str) -> ml_collections.ConfigDict:
     c.data.train_split = "train"
     c.data.eval_split = "test"
     c.data.image_size = 64  # network input side, pixels
-    c.data.cache = True  # keep decoded raw examples in memory (small datasets)
+    c.data.cache = True  # keep decoded raw examples in memory (small datasets only)
+    c.data.download = True  # tfds catalogue datasets: let tfds download and prepare them
 
     c.model = ml_collections.ConfigDict()
     c.model.name = ""  # set by the task: a key of its own table of models

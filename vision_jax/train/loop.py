@@ -70,22 +70,14 @@ class Experiment:
         eval_ds, _ = self._load(self.config.data.eval_split)
         local_batch = self.config.train.eval_batch_size // self.process_count
         preprocess = self.task.preprocess(self.info, False)
-        batches = pipeline.eval_batches(eval_ds, preprocess, batch_size=local_batch)
-        if self.process_count == 1:
-            yield from batches
-            return
-        from jax.experimental import multihost_utils
+        num_batches = None
+        if self.process_count > 1:
+            from jax.experimental import multihost_utils
 
-        cardinality = int(eval_ds.cardinality())
-        if cardinality < 0:  # unknown: count once
-            cardinality = int(eval_ds.reduce(0, lambda n, _: n + 1))
-        local_num = -(-cardinality // local_batch)
-        global_num = int(np.max(multihost_utils.process_allgather(np.array(local_num))))
-        last = None
-        for last in batches:
-            yield last
-        for _ in range(global_num - local_num):
-            yield {**last, "example_valid": np.zeros_like(last["example_valid"])}
+            local_examples = pipeline.count_examples(eval_ds)
+            local_num = -(-local_examples // local_batch)
+            num_batches = int(np.max(multihost_utils.process_allgather(np.array(local_num))))
+        yield from pipeline.eval_batches(eval_ds, preprocess, batch_size=local_batch, num_batches=num_batches)
 
     def evaluate(self, pictures_dir: str | None = None) -> dict[str, float]:
         """Runs the task's evaluator over the eval split with the current parameters."""
