@@ -114,8 +114,10 @@ def near_roi_align_edges(rois, mask_size, height, width, margin=1e-3):
             if abs(ratio - round(ratio)) < margin:
                 near[k] = True
             grid = max(math.ceil(ratio), 1)
-            coords = start + np.arange(mask_size)[:, None] * ratio + (np.arange(grid) + 0.5) * ratio / grid
-            near[k] |= bool(np.any((np.abs(coords + 1) < margin) | (np.abs(coords - size) < margin)))
+            coords = (start + np.arange(mask_size)[:, None] * ratio
+                      + (np.arange(grid) + 0.5) * ratio / grid)
+            near[k] |= bool(np.any((np.abs(coords + 1) < margin)
+                                   | (np.abs(coords - size) < margin)))
     return near
 
 

@@ -101,15 +101,18 @@ def reference_roi_align_terms(boxes, box_indices, feature_shape, output_size, sp
         if grid_h <= 0 or grid_w <= 0:
             continue
         count = grid_h * grid_w
-        ys = y1 + np.arange(oh)[:, None] * (roi_h / oh) + (np.arange(grid_h) + 0.5) * (roi_h / oh) / grid_h
-        xs = x1 + np.arange(ow)[:, None] * (roi_w / ow) + (np.arange(grid_w) + 0.5) * (roi_w / ow) / grid_w
+        bin_h, bin_w = roi_h / oh, roi_w / ow
+        ys = y1 + np.arange(oh)[:, None] * bin_h + (np.arange(grid_h) + 0.5) * bin_h / grid_h
+        xs = x1 + np.arange(ow)[:, None] * bin_w + (np.arange(grid_w) + 0.5) * bin_w / grid_w
         inside_y, *neighbours_y = axis_terms(ys, height)                  # [oh, grid_h]
         inside_x, *neighbours_x = axis_terms(xs, width)                   # [ow, grid_w]
         inside = inside_y[:, None, :, None] & inside_x[None, :, None, :]  # [oh, ow, gh, gw]
-        rows = (k * oh + np.arange(oh)[:, None, None, None]) * ow + np.arange(ow)[None, :, None, None]
+        rows = ((k * oh + np.arange(oh)[:, None, None, None]) * ow
+                + np.arange(ow)[None, :, None, None])
         for y_index, y_weight in neighbours_y:
             for x_index, x_weight in neighbours_x:
-                cols = (image * height + y_index[:, None, :, None]) * width + x_index[None, :, None, :]
+                cols = ((image * height + y_index[:, None, :, None]) * width
+                        + x_index[None, :, None, :])
                 weight = y_weight[:, None, :, None] * x_weight[None, :, None, :] / count
                 all_rows.append(np.broadcast_to(rows, inside.shape)[inside])
                 all_cols.append(cols[inside])
@@ -139,7 +142,8 @@ def samples_near_edges(boxes, feature_shape, output_size, spatial_scale, samplin
             grid = sampling_ratio if sampling_ratio > 0 else max(math.ceil(extent / bins), 1)
             coords = (start + np.arange(bins)[:, None] * (extent / bins)
                       + (np.arange(grid) + 0.5) * (extent / bins) / grid)
-            near[k] |= bool(np.any((np.abs(coords + 1) < margin) | (np.abs(coords - size) < margin)))
+            near[k] |= bool(np.any((np.abs(coords + 1) < margin)
+                                   | (np.abs(coords - size) < margin)))
     return near
 
 
@@ -181,7 +185,8 @@ def reference_roi_pool(features, boxes, box_indices, output_size, spatial_scale)
                 region = features[image, h_lo:h_hi, w_lo:w_hi].reshape(-1, channels)
                 first = region.argmax(axis=0)  # row-major scan, first of equal maxima
                 pooled[k, ph, pw] = region[first, np.arange(channels)]
-                argmax[k, ph, pw] = (h_lo + first // (w_hi - w_lo)) * width + w_lo + first % (w_hi - w_lo)
+                row, col = np.divmod(first, w_hi - w_lo)
+                argmax[k, ph, pw] = (h_lo + row) * width + w_lo + col
     return pooled, argmax
 
 

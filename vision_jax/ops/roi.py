@@ -43,7 +43,8 @@ def _check_rois(features: jax.Array, boxes: jax.Array, box_indices: jax.Array) -
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"boxes must be [K, 4] (x1, y1, x2, y2), got shape {boxes.shape}")
     if box_indices.shape != boxes.shape[:1]:
-        raise ValueError(f"box_indices must be [K]={boxes.shape[:1]}, got shape {box_indices.shape}")
+        raise ValueError(f"box_indices must be [K]={boxes.shape[:1]}, got shape "
+                         f"{box_indices.shape}")
     if not jnp.issubdtype(box_indices.dtype, jnp.integer):
         raise ValueError(f"box_indices must be an integer array, got dtype {box_indices.dtype}")
 
@@ -136,7 +137,7 @@ def _gather_bilinear(flat, base, row_stride, y_low, wy, x_low, wx, inv_count):
     top_left = (base[:, None, None, None] + y_low[:, :, None, :] * row_stride)[..., None] \
         + x_low[:, None, :, None, :]                                      # [K, oh, ow, gy, gx]
     weights = (wy[:, :, None, :, None, :, None] * wx[:, None, :, None, :, None, :]
-               * inv_count[:, None, None, None, None, None, None])            # [K, oh, ow, gy, gx, 2, 2]
+               * inv_count[:, None, None, None, None, None, None])  # [K, oh, ow, gy, gx, 2, 2]
     row_stride = row_stride[..., 0]
 
     def sample_row(acc, iy):
@@ -147,7 +148,8 @@ def _gather_bilinear(flat, base, row_stride, y_low, wy, x_low, wx, inv_count):
             for dy in range(2):
                 for dx in range(2):
                     rows = idx[..., ix] + dy * row_stride + dx
-                    acc = acc + w[..., ix, dy, dx, None] * flat.at[rows].get(mode="promise_in_bounds")
+                    picked = flat.at[rows].get(mode="promise_in_bounds")
+                    acc = acc + w[..., ix, dy, dx, None] * picked
         return acc
 
     acc = jnp.zeros(top_left.shape[:3] + flat.shape[-1:], flat.dtype)
@@ -227,7 +229,7 @@ def roi_align(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
     results agree with a float64 evaluation to about ulp(coordinate) x the feature's variation
     per pixel.
     """
-    features, boxes, box_indices = jnp.asarray(features), jnp.asarray(boxes), jnp.asarray(box_indices)
+    features, boxes, box_indices = (jnp.asarray(a) for a in (features, boxes, box_indices))
     _check_rois(features, boxes, box_indices)
     output_size = _pair(output_size, "output_size")
     batch, height, width, channels = features.shape
@@ -360,37 +362,35 @@ def _round_half_away(x: jax.Array) -> jax.Array:
     return jnp.where(jnp.abs(x - truncated) >= 0.5, truncated + jnp.sign(x), truncated)
 
 
+def _first_argmax(a, b):
+    """Combine two (value, flat index) candidates: the larger value, ties to the smaller index."""
+    take_b = (b[0] > a[0]) | ((b[0] == a[0]) & (b[1] < a[1]))
+    return jnp.where(take_b, b[0], a[0]), jnp.where(take_b, b[1], a[1])
+
+
 def _doubling_tables(values, indices, axis: int, num_levels: int):
     """Argmax over windows of 2**0 .. 2**(num_levels-1) positions along `axis`.
 
     Returns (values, indices) stacked on a new leading axis of size num_levels. Level i+1
-    combines the windows at p and p + 2**i of level i, cut at the map's edge. Ties keep the smaller flat index. A scan, so each level is materialised once (as
-    unrolled code XLA would fuse and recompute every level exponentially often).
+    combines the windows at p and p + 2**i of level i (a size-2 reduce_window dilated by 2**i;
+    beyond the edge a (-inf, int max) sentinel never wins). As reduce_windows, XLA materialises
+    each level once; written as slices, it fused and recomputed them exponentially often.
     """
-    size = values.shape[axis]
-    # Beyond the edge: a sentinel (-inf, int max) that never wins.
-    pad_shape = list(values.shape)
-    pad_shape[axis] = size
-    sentinel = (jnp.full(pad_shape, -jnp.inf, values.dtype),
-                jnp.full(pad_shape, jnp.iinfo(jnp.int32).max, jnp.int32))
-
-    def step(table, span):
-        val, idx = table
-        val_b, idx_b = (lax.dynamic_slice_in_dim(jnp.concatenate([a, pad], axis), span, size, axis)
-                        for a, pad in zip(table, sentinel))
-        take_b = (val_b > val) | ((val_b == val) & (idx_b < idx))
-        table = (jnp.where(take_b, val_b, val), jnp.where(take_b, idx_b, idx))
-        return table, table
-
-    spans = 2 ** jnp.arange(num_levels - 1, dtype=jnp.int32)
-    _, (vals, idxs) = lax.scan(step, (values, indices), spans)
-    return (jnp.concatenate([values[None], vals]), jnp.concatenate([indices[None], idxs]))
+    levels = [(values, indices)]
+    ones = [1] * values.ndim
+    for i in range(num_levels - 1):
+        window, dilation, padding = list(ones), list(ones), [(0, 0)] * values.ndim
+        window[axis], dilation[axis], padding[axis] = 2, 2 ** i, (0, 2 ** i)
+        levels.append(lax.reduce_window(
+            levels[-1], (jnp.array(-jnp.inf, values.dtype), jnp.array(2 ** 31 - 1, jnp.int32)),
+            _first_argmax, window, ones, padding, window_dilation=dilation))
+    return jnp.stack([v for v, _ in levels]), jnp.stack([i for _, i in levels])
 
 
 def _window_argmax_tables(features: jax.Array) -> jax.Array:
     """Sparse tables of first-argmax indices over power-of-two windows.
 
-    Returns int32 [LH+1, LW+1, B, H, W, C] where entry [i, j, b, h, w, c] is the flat index
+    Returns int32 [LW+1, LH+1, B, H, W, C] where entry [j, i, b, h, w, c] is the flat index
     (y * W + x) of the largest value of channel c in rows [h, h + 2**i) x columns
     [w, w + 2**j) (cut at the map's edge); ties go to the smallest index, i.e. the first one in
     row-major scan order as in torchvision's kernel. Any window is the union of 4 such windows,
@@ -400,8 +400,7 @@ def _window_argmax_tables(features: jax.Array) -> jax.Array:
     pos = jnp.arange(height * width, dtype=jnp.int32).reshape(1, height, width, 1)
     by_rows = _doubling_tables(features, jnp.broadcast_to(pos, features.shape), 1,
                                height.bit_length())                      # [LH+1, B, H, W, C]
-    _, tables = _doubling_tables(*by_rows, 3, width.bit_length())         # [LW+1, LH+1, ...]
-    return jnp.swapaxes(tables, 0, 1)
+    return _doubling_tables(*by_rows, 3, width.bit_length())[1]
 
 
 def roi_pool(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
@@ -425,14 +424,15 @@ def roi_pool(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
     Returns:
       float [K, oh, ow, C].
     """
-    features, boxes, box_indices = jnp.asarray(features), jnp.asarray(boxes), jnp.asarray(box_indices)
+    features, boxes, box_indices = (jnp.asarray(a) for a in (features, boxes, box_indices))
     _check_rois(features, boxes, box_indices)
     oh, ow = _pair(output_size, "output_size")
     batch, height, width, channels = features.shape
     scaled = boxes.astype(jnp.float32) * spatial_scale
     finite = jnp.all(jnp.isfinite(scaled), axis=1)
     # Clamp far-away corners so int32 arithmetic cannot overflow; they stay outside the map.
-    corners = _round_half_away(jnp.clip(jnp.where(finite[:, None], scaled, 0.0), -2.0 ** 24, 2.0 ** 24))
+    corners = jnp.clip(jnp.where(finite[:, None], scaled, 0.0), -2.0 ** 24, 2.0 ** 24)
+    corners = _round_half_away(corners)
     x1, y1, x2, y2 = (corners[:, i].astype(jnp.int32) for i in range(4))
 
     def bins(start, end, num_bins, size):
@@ -454,9 +454,9 @@ def roi_pool(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
     rows = [h_lo, jnp.maximum(h_hi - 2 ** level_h, 0)]
     cols = [w_lo, jnp.maximum(w_hi - 2 ** level_w, 0)]
     tables = _window_argmax_tables(lax.stop_gradient(features))
-    num_col_levels = tables.shape[1]
+    num_row_levels = tables.shape[1]
     tables = tables.reshape(-1, channels)
-    table_base = ((level_h[:, :, None] * num_col_levels + level_w[:, None, :]) * batch
+    table_base = ((level_w[:, None, :] * num_row_levels + level_h[:, :, None]) * batch
                   + box_indices.astype(jnp.int32)[:, None, None]) * (height * width)
     flat = features.reshape(-1)
     image_base = box_indices.astype(jnp.int32)[:, None, None, None] * (height * width * channels)
