@@ -191,7 +191,7 @@ class CocoEvaluator:
             if "masks" not in batch:
                 raise ValueError("CocoEvaluator: masks were predicted but the batch has no ground-truth 'masks'")
             masks = masks_to_original(np.asarray(batch["masks"][b])[real], info, input_size)
-            rles, areas = encode_masks(masks), masks.reshape(len(real), -1).sum(axis=1).astype(np.float64)
+            rles, areas = encode_masks(masks), masks.sum(axis=(1, 2)).astype(np.float64)
         for i in range(len(real)):
             annotation = {"id": len(self.gt_annotations) + 1, "image_id": key,
                           "category_id": int(self.category_ids[classes[i]]), "bbox": [float(v) for v in boxes[i]],
