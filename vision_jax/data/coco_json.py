@@ -49,7 +49,7 @@ from vision_jax.data.dataset_info import DatasetInfo
 
 SPLIT_STAND_INS = {"test": ("val", "validation"), "val": ("test", "validation"), "validation": ("val", "test")}
 _MAX_IMAGE_ID = 2**31 - 1
-_CATEGORIES_BY_ROOT: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {}
+_CATEGORIES_BY_ROOT: dict[str, dict[str, tuple[tuple[int, ...], tuple[str, ...]]]] = {}  # root -> split -> categories
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,12 +184,15 @@ def read_split(root: str, split: str) -> CocoSplit:
     path = os.path.abspath(os.path.join(root, f"{resolved}.json"))
     stat = os.stat(path)
     result = _read_split_cached(path, stat.st_mtime_ns, stat.st_size, os.path.join(os.path.abspath(root), resolved))
-    seen = _CATEGORIES_BY_ROOT.setdefault(os.path.abspath(root), (result.category_ids, result.class_names))
-    if seen != (result.category_ids, result.class_names):
-        raise ValueError(
-            f"coco_json: {path} has categories {list(zip(result.category_ids, result.class_names))}, but another split "
-            f"of {root} has {list(zip(*seen))}: every split must list the same categories"
-        )
+    categories = (result.category_ids, result.class_names)
+    splits_seen = _CATEGORIES_BY_ROOT.setdefault(os.path.abspath(root), {})
+    splits_seen[resolved] = categories  # re-reading a split (after an edit) replaces what it had
+    for other, seen in splits_seen.items():
+        if seen != categories:
+            raise ValueError(
+                f"coco_json: {path} has categories {list(zip(*categories))}, but split {other!r} of {root} has "
+                f"{list(zip(*seen))}: every split must list the same categories"
+            )
     return result
 
 
