@@ -6,7 +6,7 @@ import pytest
 
 @pytest.fixture
 def seed() -> int:
-  """A fresh seed each run (shown by pytest on failure via the assert messages and -s)."""
-  value = int(np.random.SeedSequence().entropy % 2**31)
-  print(f'seed={value}')
-  return value
+    """A fresh seed each run (shown by pytest on failure via the assert messages and -s)."""
+    value = int(np.random.SeedSequence().entropy % 2**31)
+    print(f"seed={value}")
+    return value

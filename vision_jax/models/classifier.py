@@ -18,82 +18,82 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-HEADS = ('gap', 'vgg_fc')
+HEADS = ("gap", "vgg_fc")
 VGG_FC_POOL_SIZE = 7
 # torchvision initialises VGG's linear layers with N(0, 0.01) and zero bias.
 vgg_fc_kernel_init = nn.initializers.normal(stddev=0.01)
 
 
 def select_feature(features: dict[str, jax.Array], name: str) -> jax.Array:
-  """features[name], or a ValueError naming the missing key and the available ones."""
-  if name not in features:
-    raise ValueError(f'backbone has no feature {name!r}; it returns {sorted(features)}')
-  return features[name]
+    """features[name], or a ValueError naming the missing key and the available ones."""
+    if name not in features:
+        raise ValueError(f"backbone has no feature {name!r}; it returns {sorted(features)}")
+    return features[name]
 
 
 def _adaptive_pool_matrix(in_size: int, out_size: int) -> np.ndarray:
-  """[out_size, in_size] averaging weights with torch's AdaptiveAvgPool bins.
+    """[out_size, in_size] averaging weights with torch's AdaptiveAvgPool bins.
 
-  Bin i covers [floor(i * in / out), ceil((i + 1) * in / out)): bins tile the input when
-  in >= out and overlap (repeat pixels) when in < out.
-  """
-  weights = np.zeros((out_size, in_size), np.float32)
-  for i in range(out_size):
-    start = (i * in_size) // out_size
-    end = -((-(i + 1) * in_size) // out_size)
-    weights[i, start:end] = 1.0 / (end - start)
-  return weights
+    Bin i covers [floor(i * in / out), ceil((i + 1) * in / out)): bins tile the input when
+    in >= out and overlap (repeat pixels) when in < out.
+    """
+    weights = np.zeros((out_size, in_size), np.float32)
+    for i in range(out_size):
+        start = (i * in_size) // out_size
+        end = -((-(i + 1) * in_size) // out_size)
+        weights[i, start:end] = 1.0 / (end - start)
+    return weights
 
 
 def adaptive_avg_pool(x: jax.Array, output_size: int) -> jax.Array:
-  """torch.nn.AdaptiveAvgPool2d for NHWC: [B, H, W, C] -> [B, output_size, output_size, C].
+    """torch.nn.AdaptiveAvgPool2d for NHWC: [B, H, W, C] -> [B, output_size, output_size, C].
 
-  Shapes are static, so the bins become two constant averaging matrices (computed in float32).
-  """
-  rows = jnp.asarray(_adaptive_pool_matrix(x.shape[1], output_size))
-  cols = jnp.asarray(_adaptive_pool_matrix(x.shape[2], output_size))
-  return jnp.einsum('ih,bhwc,jw->bijc', rows, x.astype(jnp.float32), cols)
+    Shapes are static, so the bins become two constant averaging matrices (computed in float32).
+    """
+    rows = jnp.asarray(_adaptive_pool_matrix(x.shape[1], output_size))
+    cols = jnp.asarray(_adaptive_pool_matrix(x.shape[2], output_size))
+    return jnp.einsum("ih,bhwc,jw->bijc", rows, x.astype(jnp.float32), cols)
 
 
 class Classifier(nn.Module):
-  """Backbone + head -> logits.
+    """Backbone + head -> logits.
 
-  Attributes:
-    backbone: a module mapping (images, train) to a dict of features (see backbones).
-    num_classes: number of logits.
-    feature: which backbone output feeds the head ('C5' = last stage).
-    head: 'gap' or 'vgg_fc' (module docstring).
-    dropout_rate: dropout before the class layer ('gap') or after fc6 and fc7 ('vgg_fc',
-      torchvision uses 0.5). Needs rngs={'dropout': key} when train=True and rate > 0.
-    fc_features: width of fc6/fc7 for 'vgg_fc' (4096 in VGG).
-    dtype: compute dtype of the head; logits are returned in float32.
+    Attributes:
+      backbone: a module mapping (images, train) to a dict of features (see backbones).
+      num_classes: number of logits.
+      feature: which backbone output feeds the head ('C5' = last stage).
+      head: 'gap' or 'vgg_fc' (module docstring).
+      dropout_rate: dropout before the class layer ('gap') or after fc6 and fc7 ('vgg_fc',
+        torchvision uses 0.5). Needs rngs={'dropout': key} when train=True and rate > 0.
+      fc_features: width of fc6/fc7 for 'vgg_fc' (4096 in VGG).
+      dtype: compute dtype of the head; logits are returned in float32.
 
-  __call__(images: float32 [B, H, W, C], train: bool) -> logits float32 [B, num_classes].
-  """
+    __call__(images: float32 [B, H, W, C], train: bool) -> logits float32 [B, num_classes].
+    """
 
-  backbone: nn.Module
-  num_classes: int
-  feature: str = 'C5'
-  head: str = 'gap'
-  dropout_rate: float = 0.0
-  fc_features: int = 4096
-  dtype: Any = None
+    backbone: nn.Module
+    num_classes: int
+    feature: str = "C5"
+    head: str = "gap"
+    dropout_rate: float = 0.0
+    fc_features: int = 4096
+    dtype: Any = None
 
-  @nn.compact
-  def __call__(self, images: jax.Array, train: bool) -> jax.Array:
-    if self.head not in HEADS:
-      raise ValueError(f'unknown classifier head {self.head!r}; expected one of {list(HEADS)}')
-    x = select_feature(self.backbone(images, train=train), self.feature)
-    dense = lambda features, name, **kw: nn.Dense(features, dtype=self.dtype, name=name, **kw)
-    if self.head == 'gap':
-      # Mean in float32: a bf16 sum over thousands of pixels would lose the low bits.
-      x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-      logits = dense(self.num_classes, 'head')(x)
-    else:
-      x = adaptive_avg_pool(x, VGG_FC_POOL_SIZE).reshape(x.shape[0], -1)
-      for name in ('fc6', 'fc7'):
-        x = nn.relu(dense(self.fc_features, name, kernel_init=vgg_fc_kernel_init)(x))
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-      logits = dense(self.num_classes, 'head', kernel_init=vgg_fc_kernel_init)(x)
-    return logits.astype(jnp.float32)
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool) -> jax.Array:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown classifier head {self.head!r}; expected one of {list(HEADS)}")
+        x = select_feature(self.backbone(images, train=train), self.feature)
+        dense = lambda features, name, **kw: nn.Dense(features, dtype=self.dtype, name=name, **kw)
+        if self.head == "gap":
+            # Mean in float32: a bf16 sum over thousands of pixels would lose the low bits.
+            x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            logits = dense(self.num_classes, "head")(x)
+        else:
+            x = adaptive_avg_pool(x, VGG_FC_POOL_SIZE).reshape(x.shape[0], -1)
+            for name in ("fc6", "fc7"):
+                x = nn.relu(dense(self.fc_features, name, kernel_init=vgg_fc_kernel_init)(x))
+                x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            logits = dense(self.num_classes, "head", kernel_init=vgg_fc_kernel_init)(x)
+        return logits.astype(jnp.float32)

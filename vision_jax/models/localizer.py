@@ -19,66 +19,71 @@ import jax.numpy as jnp
 
 from vision_jax.models.classifier import select_feature
 
-POOLINGS = ('avg', 'flatten')
+POOLINGS = ("avg", "flatten")
 
 
 class Localizer(nn.Module):
-  """Backbone + shared pooled features + class head + box head.
+    """Backbone + shared pooled features + class head + box head.
 
-  Attributes:
-    backbone: a module mapping (images, train) to a dict of features.
-    num_classes: number of class logits.
-    feature: which backbone output to pool ('C5').
-    pooling: 'avg' (global average; any input size) or 'flatten' (keeps where things are in
-      the map, at the price of a head tied to one input size).
-    hidden_features: if > 0, a shared dense + ReLU layer of this width before both heads.
-    dropout_rate: dropout on the shared vector (needs rngs={'dropout': key} when training).
-    dtype: compute dtype of the heads; outputs are float32.
+    Attributes:
+      backbone: a module mapping (images, train) to a dict of features.
+      num_classes: number of class logits.
+      feature: which backbone output to pool ('C5').
+      pooling: 'avg' (global average; any input size) or 'flatten' (keeps where things are in
+        the map, at the price of a head tied to one input size).
+      hidden_features: if > 0, a shared dense + ReLU layer of this width before both heads.
+      dropout_rate: dropout on the shared vector (needs rngs={'dropout': key} when training).
+      dtype: compute dtype of the heads; outputs are float32.
 
-  __call__(images: float32 [B, H, W, C], train: bool) ->
-    {'logits': float32 [B, num_classes],
-     'boxes': float32 [B, 4] normalised (cx, cy, w, h) in [0, 1]}.
-  """
+    __call__(images: float32 [B, H, W, C], train: bool) ->
+      {'logits': float32 [B, num_classes],
+       'boxes': float32 [B, 4] normalised (cx, cy, w, h) in [0, 1]}.
+    """
 
-  backbone: nn.Module
-  num_classes: int
-  feature: str = 'C5'
-  pooling: str = 'avg'
-  hidden_features: int = 0
-  dropout_rate: float = 0.0
-  dtype: Any = None
+    backbone: nn.Module
+    num_classes: int
+    feature: str = "C5"
+    pooling: str = "avg"
+    hidden_features: int = 0
+    dropout_rate: float = 0.0
+    dtype: Any = None
 
-  @nn.compact
-  def __call__(self, images: jax.Array, train: bool) -> dict[str, jax.Array]:
-    if self.pooling not in POOLINGS:
-      raise ValueError(f'unknown localizer pooling {self.pooling!r}; expected one of '
-                       f'{list(POOLINGS)}')
-    x = select_feature(self.backbone(images, train=train), self.feature).astype(jnp.float32)
-    if self.pooling == 'avg':
-      x = jnp.mean(x, axis=(1, 2))
-    else:
-      x = x.reshape(x.shape[0], -1)
-    if self.hidden_features > 0:
-      x = nn.relu(nn.Dense(self.hidden_features, dtype=self.dtype, name='hidden')(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='class_head')(x)
-    box_logits = nn.Dense(4, dtype=self.dtype, kernel_init=nn.initializers.zeros,
-                          name='box_head')(x)
-    return {'logits': logits.astype(jnp.float32),
-            'boxes': jax.nn.sigmoid(box_logits.astype(jnp.float32))}
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool) -> dict[str, jax.Array]:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown localizer pooling {self.pooling!r}; expected one of {list(POOLINGS)}")
+        x = select_feature(self.backbone(images, train=train), self.feature).astype(jnp.float32)
+        if self.pooling == "avg":
+            x = jnp.mean(x, axis=(1, 2))
+        else:
+            x = x.reshape(x.shape[0], -1)
+        if self.hidden_features > 0:
+            x = nn.relu(nn.Dense(self.hidden_features, dtype=self.dtype, name="hidden")(x))
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="class_head")(x)
+        box_logits = nn.Dense(4, dtype=self.dtype, kernel_init=nn.initializers.zeros, name="box_head")(x)
+        return {"logits": logits.astype(jnp.float32), "boxes": jax.nn.sigmoid(box_logits.astype(jnp.float32))}
 
 
-def normalized_cxcywh_to_xyxy(boxes: jax.Array, image_height: int | jax.Array,
-                              image_width: int | jax.Array) -> jax.Array:
-  """Localizer boxes -> project boxes.
+def normalized_cxcywh_to_xyxy(
+    boxes: jax.Array, image_height: int | jax.Array, image_width: int | jax.Array
+) -> jax.Array:
+    """Localizer boxes -> project boxes.
 
-  boxes: [..., 4] normalised (cx, cy, w, h); image_height/width: the network input's size in
-  pixels (scalars, or arrays broadcasting against boxes[..., 0]).
-  Returns [..., 4] float32 (x1, y1, x2, y2) in input pixels.
-  """
-  boxes = jnp.asarray(boxes, jnp.float32)
-  if boxes.shape[-1] != 4:
-    raise ValueError(f'boxes must have 4 coordinates in the last axis, got shape {boxes.shape}')
-  cx, cy, w, h = jnp.moveaxis(boxes, -1, 0)
-  return jnp.stack([(cx - w / 2) * image_width, (cy - h / 2) * image_height,
-                    (cx + w / 2) * image_width, (cy + h / 2) * image_height], axis=-1)
+    boxes: [..., 4] normalised (cx, cy, w, h); image_height/width: the network input's size in
+    pixels (scalars, or arrays broadcasting against boxes[..., 0]).
+    Returns [..., 4] float32 (x1, y1, x2, y2) in input pixels.
+    """
+    boxes = jnp.asarray(boxes, jnp.float32)
+    if boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must have 4 coordinates in the last axis, got shape {boxes.shape}")
+    cx, cy, w, h = jnp.moveaxis(boxes, -1, 0)
+    return jnp.stack(
+        [
+            (cx - w / 2) * image_width,
+            (cy - h / 2) * image_height,
+            (cx + w / 2) * image_width,
+            (cy + h / 2) * image_height,
+        ],
+        axis=-1,
+    )

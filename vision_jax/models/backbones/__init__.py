@@ -14,62 +14,79 @@ from typing import Any, Callable
 
 import flax.linen as nn
 
-from vision_jax.models.backbones.resnet import (BLOCK_EXPANSION, FrozenBatchNorm, ResNet,
-                                                ResNetStage, resnet18, resnet34, resnet50,
-                                                resnet101)
+from vision_jax.models.backbones.resnet import (
+    BLOCK_EXPANSION,
+    FrozenBatchNorm,
+    ResNet,
+    ResNetStage,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+)
 from vision_jax.models.backbones.vgg import CHANNEL_MULTIPLIERS, VGG16
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
-    'resnet18': resnet18,
-    'resnet34': resnet34,
-    'resnet50': resnet50,
-    'resnet101': resnet101,
-    'vgg16': functools.partial(VGG16, batch_norm=False),
-    'vgg16_bn': functools.partial(VGG16, batch_norm=True),
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+    "resnet50": resnet50,
+    "resnet101": resnet101,
+    "vgg16": functools.partial(VGG16, batch_norm=False),
+    "vgg16_bn": functools.partial(VGG16, batch_norm=True),
 }
 
-_RESNET_BLOCK = {'resnet18': 'basic', 'resnet34': 'basic', 'resnet50': 'bottleneck',
-                 'resnet101': 'bottleneck'}
+_RESNET_BLOCK = {"resnet18": "basic", "resnet34": "basic", "resnet50": "bottleneck", "resnet101": "bottleneck"}
 
 
 def _check_name(name: str) -> None:
-  if name not in BACKBONES:
-    raise ValueError(f'unknown backbone {name!r}; known backbones: {sorted(BACKBONES)}')
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known backbones: {sorted(BACKBONES)}")
 
 
 def build_backbone(name: str, **kwargs: Any) -> nn.Module:
-  """The backbone module called `name`, with module fields from kwargs (width, dtype, stem...)."""
-  _check_name(name)
-  return BACKBONES[name](**kwargs)
+    """The backbone module called `name`, with module fields from kwargs (width, dtype, stem...)."""
+    _check_name(name)
+    return BACKBONES[name](**kwargs)
 
 
 def feature_channels(name: str, width: int = 64) -> dict[str, int]:
-  """Channels of every output of backbone `name` built with `width`."""
-  _check_name(name)
-  if name in _RESNET_BLOCK:
-    expansion = BLOCK_EXPANSION[_RESNET_BLOCK[name]]
-    return {f'C{level}': width * 2**(level - 2) * expansion for level in range(2, 6)}
-  channels = {f'C{block + 1}': width * m for block, m in enumerate(CHANNEL_MULTIPLIERS)}
-  channels.update(conv4_3=width * CHANNEL_MULTIPLIERS[3], conv5_3=width * CHANNEL_MULTIPLIERS[4])
-  return channels
+    """Channels of every output of backbone `name` built with `width`."""
+    _check_name(name)
+    if name in _RESNET_BLOCK:
+        expansion = BLOCK_EXPANSION[_RESNET_BLOCK[name]]
+        return {f"C{level}": width * 2 ** (level - 2) * expansion for level in range(2, 6)}
+    channels = {f"C{block + 1}": width * m for block, m in enumerate(CHANNEL_MULTIPLIERS)}
+    channels.update(conv4_3=width * CHANNEL_MULTIPLIERS[3], conv5_3=width * CHANNEL_MULTIPLIERS[4])
+    return channels
 
 
-def feature_strides(name: str, stem: str = 'imagenet') -> dict[str, int]:
-  """Stride (input pixels per feature pixel) of every output of backbone `name`.
+def feature_strides(name: str, stem: str = "imagenet") -> dict[str, int]:
+    """Stride (input pixels per feature pixel) of every output of backbone `name`.
 
-  `stem` applies to ResNets only ('imagenet' or 'cifar'); VGG has no stem choice.
-  """
-  _check_name(name)
-  if name in _RESNET_BLOCK:
-    stem_strides = {'imagenet': 4, 'cifar': 1}
-    if stem not in stem_strides:
-      raise ValueError(f'unknown stem {stem!r}; expected one of {list(stem_strides)}')
-    return {f'C{level}': stem_strides[stem] * 2**(level - 2) for level in range(2, 6)}
-  strides = {f'C{level}': 2**level for level in range(1, 6)}
-  strides.update(conv4_3=8, conv5_3=16)
-  return strides
+    `stem` applies to ResNets only ('imagenet' or 'cifar'); VGG has no stem choice.
+    """
+    _check_name(name)
+    if name in _RESNET_BLOCK:
+        stem_strides = {"imagenet": 4, "cifar": 1}
+        if stem not in stem_strides:
+            raise ValueError(f"unknown stem {stem!r}; expected one of {list(stem_strides)}")
+        return {f"C{level}": stem_strides[stem] * 2 ** (level - 2) for level in range(2, 6)}
+    strides = {f"C{level}": 2**level for level in range(1, 6)}
+    strides.update(conv4_3=8, conv5_3=16)
+    return strides
 
 
-__all__ = ['BACKBONES', 'FrozenBatchNorm', 'ResNet', 'ResNetStage', 'VGG16', 'build_backbone',
-           'feature_channels', 'feature_strides', 'resnet18', 'resnet34', 'resnet50',
-           'resnet101']
+__all__ = [
+    "BACKBONES",
+    "FrozenBatchNorm",
+    "ResNet",
+    "ResNetStage",
+    "VGG16",
+    "build_backbone",
+    "feature_channels",
+    "feature_strides",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+]
