@@ -165,3 +165,25 @@ def test_bad_values_are_refused_before_training(repo_root, data_dir, tmp_path, k
     with pytest.raises(ValueError, match=message):
         train_and_evaluate(c, str(tmp_path))
     assert not os.path.exists(tmp_path / "checkpoints") or checkpoint_steps(tmp_path) == []
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(repo_root, data_dir, tmp_path):
+    """SIGTERM (preemption) during training: the loop saves the step it reached and returns."""
+    import threading
+
+    c = load_config(repo_root, data_dir, num_steps=100_000, checkpoint_every=100_000, log_every=5, eval_every=100_000)
+
+    def preempt_when_training():
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if os.path.exists(tmp_path / "metrics.jsonl") and os.path.getsize(tmp_path / "metrics.jsonl") > 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=preempt_when_training, daemon=True).start()
+    train_and_evaluate(c, str(tmp_path))
+    kept = checkpoint_steps(tmp_path)
+    assert len(kept) == 1 and 5 <= kept[0] < 100_000, kept
+    last_logged = max(json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl"))
+    assert kept[0] >= last_logged
