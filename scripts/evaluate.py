@@ -25,7 +25,7 @@ def main(argv):
     exp = Experiment(config, flags.FLAGS.workdir)
     if exp.manager.latest_step() is None:
         raise SystemExit(f"No checkpoint in {os.path.join(flags.FLAGS.workdir, 'checkpoints')}: train first.")
-    results = exp.evaluate()
+    results = exp.evaluate(artifacts_dir=os.path.join(flags.FLAGS.workdir, "eval"))
     print(json.dumps({"step": exp.step, "split": config.data.eval_split, **results}, indent=2))
 
 

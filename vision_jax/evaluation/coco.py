@@ -241,6 +241,10 @@ class CocoEvaluator:
         dataset's category id, bbox (x, y, w, h) in original pixels, score (+ segmentation RLE)."""
         return [{**d, "image_id": self.dataset_image_ids[d["image_id"]]} for d in self.detections]
 
+    def artifacts(self) -> dict[str, list[dict]]:
+        """Files the train loop and scripts/evaluate.py write beside the metrics (eval/)."""
+        return {"detections_coco.json": self.results_json()}
+
 
 def save_coco_results(path: str, detections: Sequence[dict]) -> None:
     """Writes a COCO results JSON (a list of {image_id, category_id, bbox, score[, segmentation]})."""

@@ -44,6 +44,9 @@ class Evaluator(Protocol):
 
     def result(self) -> dict[str, float]: ...
 
+    # Optional: `artifacts() -> {file name: JSON-serialisable}`, written by the loop into
+    # `workdir/eval/` after each evaluation (e.g. detections as a COCO results file).
+
 
 class Task(Protocol):
     name: str

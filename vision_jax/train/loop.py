@@ -79,8 +79,9 @@ class Experiment:
             num_batches = int(np.max(multihost_utils.process_allgather(np.array(local_num))))
         yield from pipeline.eval_batches(eval_ds, preprocess, batch_size=local_batch, num_batches=num_batches)
 
-    def evaluate(self, pictures_dir: str | None = None) -> dict[str, float]:
-        """Runs the task's evaluator over the eval split with the current parameters."""
+    def evaluate(self, pictures_dir: str | None = None, artifacts_dir: str | None = None) -> dict[str, float]:
+        """Runs the task's evaluator over the eval split with the current parameters; writes the
+        evaluator's artifacts (if it has any) into `artifacts_dir`, prefixed by the step."""
         evaluator = self.task.make_evaluator(self.info)
         variables = self.state.variables
         drawn = False
@@ -95,7 +96,13 @@ class Experiment:
                 )
                 write_pictures(pictures_dir, pictures)
                 drawn = True
-        return evaluator.result()
+        results = evaluator.result()
+        if artifacts_dir and hasattr(evaluator, "artifacts") and jax.process_index() == 0:
+            os.makedirs(artifacts_dir, exist_ok=True)
+            for name, content in evaluator.artifacts().items():
+                with open(os.path.join(artifacts_dir, f"step_{self.step:08d}_{name}"), "w") as f:
+                    json.dump(content, f)
+        return results
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -111,7 +118,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer = MetricWriter(workdir)
     if start_step >= t.num_steps:
         print(f"Workdir {workdir} holds a finished run (step {start_step}); evaluating it.")
-        results = exp.evaluate(os.path.join(workdir, "pictures"))
+        results = exp.evaluate(os.path.join(workdir, "pictures"), os.path.join(workdir, "eval"))
         writer.write(start_step, "eval", results)
         _write_eval_json(workdir, start_step, results, is_main)
         return results
@@ -158,7 +165,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 _raise_if_not_finite(*last_check, exp.manager)
                 checkpoints.save(exp.manager, exp.state)
             if step % t.eval_every == 0 or last:
-                results = exp.evaluate(os.path.join(workdir, "pictures"))
+                results = exp.evaluate(os.path.join(workdir, "pictures"), os.path.join(workdir, "eval"))
                 writer.write(step, "eval", results)
                 _write_eval_json(workdir, step, results, is_main)
                 if is_main:
