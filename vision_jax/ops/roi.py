@@ -17,7 +17,6 @@ per-RoI resample of the whole map.
 """
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import jax
@@ -65,8 +64,8 @@ def _sample_axis(start, length, num_bins: int, grid, grid_cap: int, size):
     Args:
       start, length: float32 [K], RoI start and extent in feature pixels (offset applied).
       num_bins: output bins along this axis.
-      grid: samples per bin, an int (static) or int32 [K] (adaptive, each <= grid_cap).
-      grid_cap: static number of sample slots per bin (== grid when grid is an int).
+      grid: int32 [K], samples per bin of each RoI (each <= grid_cap).
+      grid_cap: static number of sample slots per bin.
       size: feature-map length along this axis, an int or int [K] (multilevel).
     Returns:
       low: int32 [K, num_bins, grid_cap], index of the lower neighbour (the upper one is low+1,
@@ -91,7 +90,8 @@ def _sample_axis(start, length, num_bins: int, grid, grid_cap: int, size):
 
 
 def _roi_geometry(boxes, spatial_scale, output_size, sampling_ratio, max_sampling_ratio, aligned):
-    """Scaled RoI start/extent per axis and the sampling grid (static int or adaptive [K])."""
+    """Per axis: RoI start and extent in feature pixels, the samples per bin (int32 [K]: the
+    fixed or adaptive grid, 0 for non-finite RoIs) and its static cap."""
     oh, ow = output_size
     offset = 0.5 if aligned else 0.0
     scaled = boxes.astype(jnp.float32) * spatial_scale - offset
@@ -203,14 +203,15 @@ def roi_align(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
     `aligned` (pixel centres at half-integers) and x1 * spatial_scale when not; in the legacy
     non-aligned mode RoI extents are clamped to >= 1. A sample with y < -1, y > H, x < -1 or
     x > W contributes 0; otherwise coordinates <= 0 are clamped to 0 and the last pixel is
-    repeated beyond H - 1 / W - 1. Zero-size and inverted boxes (aligned=True) have no valid
-    extent and give the corresponding samples' values (typically 0 or a single pixel), as in
-    torchvision.
+    repeated beyond H - 1 / W - 1. Boxes are used as given, like torchvision: a zero-size box
+    samples a single point and an inverted one (aligned=True) samples backwards from (x1, y1);
+    with adaptive sampling both get no samples and give 0. A box with a non-finite coordinate
+    gives 0 (torchvision's result there is arbitrary).
 
     Args:
       features: float [B, H, W, C].
       boxes: float [K, 4], (x1, y1, x2, y2) in input pixels.
-      box_indices: int [K] in [0, B).
+      box_indices: int [K] in [0, B) (clipped into that range: it cannot be checked under jit).
       output_size: (oh, ow) or int.
       spatial_scale: feature pixels per input pixel (1 / stride).
       sampling_ratio: samples per bin along each axis if > 0. If <= 0, torchvision's adaptive
@@ -239,7 +240,7 @@ def roi_align(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
     x_low, wx = _sample_axis(x1, roi_w, output_size[1], grid_x, cap_x, width)
     inv_count = _inverse_count(grid_y, grid_x, boxes.shape[0])
     dtype = features.dtype
-    box_indices = box_indices.astype(jnp.int32)
+    box_indices = jnp.clip(box_indices, 0, batch - 1).astype(jnp.int32)
     # A zero row and column after the map: the "upper" neighbour of a sample clamped to the last
     # pixel reads zeros there with weight 0, so every sample is a plain 2x2 gather.
     padded = jnp.pad(features, ((0, 0), (0, 1), (0, 1), (0, 0)))
@@ -281,6 +282,17 @@ def assign_fpn_levels(boxes: jax.Array, min_level: int = 2, max_level: int = 5,
     return jnp.clip(level, min_level, max_level).astype(jnp.int32)
 
 
+def _pyramid_level(key) -> int:
+    """Level number of a pyramid key: 3, or a name ending in it such as "P3"."""
+    if isinstance(key, (int, np.integer)):
+        return int(key)
+    digits = str(key)[len(str(key).rstrip("0123456789")):]
+    if not digits:
+        raise ValueError(f"feature pyramid key {key!r} is not a level number or a name ending in "
+                         "one (e.g. 3 or 'P3')")
+    return int(digits)
+
+
 def multilevel_roi_align(features: Mapping[int, jax.Array] | Sequence[jax.Array],
                          boxes: jax.Array, box_indices: jax.Array, levels: jax.Array,
                          output_size: int | tuple[int, int], sampling_ratio: int = 2,
@@ -295,20 +307,23 @@ def multilevel_roi_align(features: Mapping[int, jax.Array] | Sequence[jax.Array]
     of the pyramid), not K RoIs times the number of levels.
 
     Args:
-      features: {level: float [B, H_l, W_l, C]} with stride 2**level (scale 2**-level), or a
-        sequence of maps with `spatial_scales` (then `levels` index the sequence).
+      features: {level: float [B, H_l, W_l, C]} with stride 2**level (scale 2**-level); keys
+        are level numbers or names ending in one ("P2".."P5"). Or a sequence of maps with
+        `spatial_scales` (then `levels` index the sequence).
       boxes: float [K, 4], (x1, y1, x2, y2) in input pixels.
-      box_indices: int [K] in [0, B).
+      box_indices: int [K] in [0, B) (clipped).
       levels: int [K], a key of `features` per RoI (e.g. from `assign_fpn_levels`); values
-        outside the keys are clamped to the nearest (lowest/highest) level.
+        below/above the keys are clamped to the lowest/highest, a value between two keys (a
+        gap in the keys) reads the next higher one.
       output_size, sampling_ratio (> 0), aligned: as in `roi_align`.
       spatial_scales: per-map scales; required for a sequence, optional override for a dict.
     Returns:
       float [K, oh, ow, C].
     """
     if isinstance(features, Mapping):
-        keys = sorted(features)
-        maps = [features[k] for k in keys]
+        by_level = {_pyramid_level(key): fmap for key, fmap in features.items()}
+        keys = sorted(by_level)
+        maps = [by_level[k] for k in keys]
         scales = [2.0 ** -k for k in keys] if spatial_scales is None else list(spatial_scales)
     else:
         keys = list(range(len(features)))
@@ -349,7 +364,8 @@ def multilevel_roi_align(features: Mapping[int, jax.Array] | Sequence[jax.Array]
         boxes * scale[:, None], 1.0, output_size, sampling_ratio, None, aligned)
     y_low, wy = _sample_axis(y1, roi_h, output_size[0], grid_y, cap, height)
     x_low, wx = _sample_axis(x1, roi_w, output_size[1], grid_x, cap, width)
-    base = jnp.asarray(offsets)[slot] + box_indices.astype(jnp.int32) * (height + 1) * (width + 1)
+    box_indices = jnp.clip(box_indices, 0, batch - 1).astype(jnp.int32)
+    base = jnp.asarray(offsets)[slot] + box_indices * (height + 1) * (width + 1)
     inv_count = _inverse_count(grid_y, grid_x, boxes.shape[0])
     out = _gather_bilinear(flat, base, width + 1, y_low, wy.astype(dtype), x_low,
                            wx.astype(dtype), inv_count.astype(dtype))
@@ -419,7 +435,7 @@ def roi_pool(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
 
     Args:
       features: float [B, H, W, C]. boxes: float [K, 4] (x1, y1, x2, y2) in input pixels.
-      box_indices: int [K] in [0, B). output_size: (oh, ow) or int.
+      box_indices: int [K] in [0, B) (clipped). output_size: (oh, ow) or int.
       spatial_scale: feature pixels per input pixel (1 / stride).
     Returns:
       float [K, oh, ow, C].
@@ -434,6 +450,7 @@ def roi_pool(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
     corners = jnp.clip(jnp.where(finite[:, None], scaled, 0.0), -2.0 ** 24, 2.0 ** 24)
     corners = _round_half_away(corners)
     x1, y1, x2, y2 = (corners[:, i].astype(jnp.int32) for i in range(4))
+    box_indices = jnp.clip(box_indices, 0, batch - 1).astype(jnp.int32)
 
     def bins(start, end, num_bins, size):
         extent = jnp.maximum(end - start + 1, 1).astype(jnp.float32)
@@ -457,9 +474,9 @@ def roi_pool(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
     num_row_levels = tables.shape[1]
     tables = tables.reshape(-1, channels)
     table_base = ((level_w[:, None, :] * num_row_levels + level_h[:, :, None]) * batch
-                  + box_indices.astype(jnp.int32)[:, None, None]) * (height * width)
+                  + box_indices[:, None, None]) * (height * width)
     flat = features.reshape(-1)
-    image_base = box_indices.astype(jnp.int32)[:, None, None, None] * (height * width * channels)
+    image_base = box_indices[:, None, None, None] * (height * width * channels)
     channel = jnp.arange(channels, dtype=jnp.int32)
     cells = jnp.stack([jnp.minimum(r[:, :, None], height - 1) * width
                        + jnp.minimum(c[:, None, :], width - 1) for r in rows for c in cols], -1)
