@@ -8,6 +8,7 @@ half_pixel). ONNX Runtime gets its own NCHW copy of the features and its default
 thread count; ours is jitted, compiled before timing, and timed to block_until_ready. The two
 are timed alternately so that both see the same machine load; medians are reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,24 +28,33 @@ ROI_COUNTS = (512, 2000)
 
 def _onnxruntime_roi_align():
     """A callable running ONNX RoiAlign (opset 16, half_pixel, avg) on NCHW float32."""
-    import onnx
     import onnxruntime
     from onnx import TensorProto, helper
 
     node = helper.make_node(
-        "RoiAlign", ["X", "rois", "batch_indices"], ["Y"], mode="avg",
-        output_height=OUTPUT_SIZE[0], output_width=OUTPUT_SIZE[1], sampling_ratio=SAMPLING_RATIO,
-        spatial_scale=1.0 / STRIDE, coordinate_transformation_mode="half_pixel")
+        "RoiAlign",
+        ["X", "rois", "batch_indices"],
+        ["Y"],
+        mode="avg",
+        output_height=OUTPUT_SIZE[0],
+        output_width=OUTPUT_SIZE[1],
+        sampling_ratio=SAMPLING_RATIO,
+        spatial_scale=1.0 / STRIDE,
+        coordinate_transformation_mode="half_pixel",
+    )
     graph = helper.make_graph(
-        [node], "roi_align",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["B", "C", "H", "W"]),
-         helper.make_tensor_value_info("rois", TensorProto.FLOAT, ["K", 4]),
-         helper.make_tensor_value_info("batch_indices", TensorProto.INT64, ["K"])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["K", "C", *OUTPUT_SIZE])])
+        [node],
+        "roi_align",
+        [
+            helper.make_tensor_value_info("X", TensorProto.FLOAT, ["B", "C", "H", "W"]),
+            helper.make_tensor_value_info("rois", TensorProto.FLOAT, ["K", 4]),
+            helper.make_tensor_value_info("batch_indices", TensorProto.INT64, ["K"]),
+        ],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["K", "C", *OUTPUT_SIZE])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
     model.ir_version = 8  # onnx may write an IR version newer than onnxruntime reads
-    session = onnxruntime.InferenceSession(model.SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return lambda feed: session.run(None, feed)[0]
 
 
@@ -62,8 +72,7 @@ def roi_rows(repeats: int = 15, seed: int = 0) -> list[tuple[str, str, float, st
     features_nchw = np.ascontiguousarray(features.transpose(0, 3, 1, 2))
     image_size = FEATURE_SHAPE[1] * STRIDE
     peer = _onnxruntime_roi_align()
-    ours = jax.jit(lambda f, b, i: roi_align(f, b, i, OUTPUT_SIZE, 1.0 / STRIDE, SAMPLING_RATIO,
-                                             aligned=True))
+    ours = jax.jit(lambda f, b, i: roi_align(f, b, i, OUTPUT_SIZE, 1.0 / STRIDE, SAMPLING_RATIO, aligned=True))
     rows = []
     for count in ROI_COUNTS:
         boxes = _proposals(rng, count, image_size)
@@ -83,10 +92,19 @@ def roi_rows(repeats: int = 15, seed: int = 0) -> list[tuple[str, str, float, st
             start = time.perf_counter()
             peer(feed)
             peer_times.append(time.perf_counter() - start)
-        size = (f"{count} RoIs, {'x'.join(map(str, FEATURE_SHAPE))} NHWC, "
-                f"{OUTPUT_SIZE[0]}x{OUTPUT_SIZE[1]}, s={SAMPLING_RATIO}")
-        rows.append(("roi_align", size, 1e3 * float(np.median(ours_times)),
-                     "onnxruntime RoiAlign", 1e3 * float(np.median(peer_times))))
+        size = (
+            f"{count} RoIs, {'x'.join(map(str, FEATURE_SHAPE))} NHWC, "
+            f"{OUTPUT_SIZE[0]}x{OUTPUT_SIZE[1]}, s={SAMPLING_RATIO}"
+        )
+        rows.append(
+            (
+                "roi_align",
+                size,
+                1e3 * float(np.median(ours_times)),
+                "onnxruntime RoiAlign",
+                1e3 * float(np.median(peer_times)),
+            )
+        )
     return rows
 
 
@@ -96,8 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'op':<10} {'size':<44} {'ours ms':>9} {'peer':<22} {'peer ms':>9} {'ratio':>6}")
     for op, size, ours_ms, peer_name, peer_ms in roi_rows(args.repeats):
-        print(f"{op:<10} {size:<44} {ours_ms:>9.1f} {peer_name:<22} {peer_ms:>9.1f} "
-              f"{ours_ms / peer_ms:>5.2f}x")
+        print(f"{op:<10} {size:<44} {ours_ms:>9.1f} {peer_name:<22} {peer_ms:>9.1f} {ours_ms / peer_ms:>5.2f}x")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ zero padding, inside the window [floor(x1) - 1, ceil(x2) + 1) x [floor(y1) - 1, 
 mask targets: detectron2's `BitMasks.crop_and_resize` = torchvision RoIAlign(sampling_ratio=0,
 aligned=True) of the 0/1 masks, then `>= 0.5`.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ TOLERANCE = 1e-5
 
 
 def fresh_rng():
-    seed = int(np.random.SeedSequence().entropy % (2 ** 63))
+    seed = int(np.random.SeedSequence().entropy % (2**63))
     return seed, np.random.default_rng(seed)
 
 
@@ -59,8 +60,7 @@ def reference_paste(mask, box, height, width):
             yy, xx = y_nw + dy, x_nw + dx
             weight = (1 - np.abs(iy - yy)) * (1 - np.abs(ix - xx))
             inside = (yy >= 0) & (yy < side) & (xx >= 0) & (xx < side)
-            value += np.where(inside, weight * mask[np.clip(yy, 0, side - 1),
-                                                     np.clip(xx, 0, side - 1)], 0.0)
+            value += np.where(inside, weight * mask[np.clip(yy, 0, side - 1), np.clip(xx, 0, side - 1)], 0.0)
     image[y0_int:y1_int, x0_int:x1_int] = value
     return image
 
@@ -68,8 +68,9 @@ def reference_paste(mask, box, height, width):
 def roi_align_axis_matrix(start, extent, bins, size, grid):
     """[bins, size] averaging weights of torchvision's RoIAlign along one axis (float64):
     grid samples per bin, -1 <= s <= size kept, s <= 0 -> 0, last pixel repeated."""
-    coords = (start + np.arange(bins)[:, None] * (extent / bins)
-              + (np.arange(grid) + 0.5) * (extent / bins) / grid)            # [bins, grid]
+    coords = (
+        start + np.arange(bins)[:, None] * (extent / bins) + (np.arange(grid) + 0.5) * (extent / bins) / grid
+    )  # [bins, grid]
     matrix = np.zeros((bins, size))
     for b, g in np.ndindex(coords.shape):
         c = coords[b, g]
@@ -114,10 +115,8 @@ def near_roi_align_edges(rois, mask_size, height, width, margin=1e-3):
             if abs(ratio - round(ratio)) < margin:
                 near[k] = True
             grid = max(math.ceil(ratio), 1)
-            coords = (start + np.arange(mask_size)[:, None] * ratio
-                      + (np.arange(grid) + 0.5) * ratio / grid)
-            near[k] |= bool(np.any((np.abs(coords + 1) < margin)
-                                   | (np.abs(coords - size) < margin)))
+            coords = start + np.arange(mask_size)[:, None] * ratio + (np.arange(grid) + 0.5) * ratio / grid
+            near[k] |= bool(np.any((np.abs(coords + 1) < margin) | (np.abs(coords - size) < margin)))
     return near
 
 
@@ -131,13 +130,11 @@ def test_paste_masks_matches_detectron2_algorithm():
     masks = rng.uniform(0, 1, (120, side, side)).astype(np.float32)
     masks[:20] = masks[:20] > 0.5  # binary masks too
     boxes = random_boxes(rng, 120, height, width)
-    soft = np.asarray(jax.jit(paste_masks_in_image, static_argnums=(2, 3, 4))(
-        masks, boxes, height, width, None))
+    soft = np.asarray(jax.jit(paste_masks_in_image, static_argnums=(2, 3, 4))(masks, boxes, height, width, None))
     ref = np.stack([reference_paste(m, b, height, width) for m, b in zip(masks, boxes)])
     context = f"seed={seed} image={height}x{width} mask={side}"
     assert np.abs(soft - ref).max() <= TOLERANCE, context
-    binary = np.asarray(jax.jit(paste_masks_in_image, static_argnums=(2, 3))(
-        masks, boxes, height, width))
+    binary = np.asarray(jax.jit(paste_masks_in_image, static_argnums=(2, 3))(masks, boxes, height, width))
     assert binary.dtype == bool
     decided = np.abs(ref - 0.5) > TOLERANCE
     assert np.array_equal(binary[decided], (ref >= 0.5)[decided]), context
@@ -146,10 +143,18 @@ def test_paste_masks_matches_detectron2_algorithm():
 def test_paste_masks_gives_zeros_for_degenerate_boxes():
     seed, rng = fresh_rng()
     masks = rng.uniform(0.5, 1, (6, 14, 14)).astype(np.float32)
-    boxes = np.array([[10, 10, 10, 30], [10, 10, 30, 10], [30, 30, 10, 10], [30, 10, 29.5, 40],
-                      [np.nan, 0, 20, 20], [0, 0, np.inf, 20]], np.float32)
-    pasted = np.asarray(jax.jit(paste_masks_in_image, static_argnums=(2, 3, 4))(
-        masks, boxes, 48, 40, None))
+    boxes = np.array(
+        [
+            [10, 10, 10, 30],
+            [10, 10, 30, 10],
+            [30, 30, 10, 10],
+            [30, 10, 29.5, 40],
+            [np.nan, 0, 20, 20],
+            [0, 0, np.inf, 20],
+        ],
+        np.float32,
+    )
+    pasted = np.asarray(jax.jit(paste_masks_in_image, static_argnums=(2, 3, 4))(masks, boxes, 48, 40, None))
     assert np.isfinite(pasted).all() and not pasted.any(), f"seed={seed}"
 
 
@@ -166,8 +171,9 @@ def test_paste_masks_compiles_once_and_vmaps_like_a_loop():
     boxes = np.stack([random_boxes(rng, 5, 30, 40) for _ in range(3)])
     loop = [jitted(masks[i], boxes[i]) for i in range(3)]
     assert len(traces) == 1, f"seed={seed}"
-    np.testing.assert_allclose(jax.jit(jax.vmap(traced))(masks, boxes), np.stack(loop),
-                               atol=1e-6, err_msg=f"seed={seed}")
+    np.testing.assert_allclose(
+        jax.jit(jax.vmap(traced))(masks, boxes), np.stack(loop), atol=1e-6, err_msg=f"seed={seed}"
+    )
 
 
 def test_paste_masks_rejects_non_square_masks():
@@ -186,8 +192,9 @@ def random_target_case(rng, num_rois=120):
     yy, xx = np.mgrid[:height, :width]
     centres = rng.uniform(0, 1, (num_gt, 2)) * [width, height]
     radii = rng.uniform(3, 0.5 * max(height, width), (num_gt, 2))
-    gt_masks = (((xx - centres[:, :1, None]) / radii[:, :1, None]) ** 2
-                + ((yy - centres[:, 1:, None]) / radii[:, 1:, None]) ** 2 <= 1)
+    gt_masks = ((xx - centres[:, :1, None]) / radii[:, :1, None]) ** 2 + (
+        (yy - centres[:, 1:, None]) / radii[:, 1:, None]
+    ) ** 2 <= 1
     # Coordinates stay below 64 px (float32 ulp 3.8e-6): the 1e-5 tolerance holds for 0/1 masks.
     rois = random_boxes(rng, num_rois, height, width, largest=1.0)
     rois[:10] = rois[:10, [2, 3, 0, 1]]  # inverted: no samples, target 0
@@ -220,8 +227,7 @@ def test_mask_targets_default_cap_is_exact_for_rois_inside_the_image():
     height, width = gt_masks.shape[1:]
     corners = np.sort(rng.uniform(0, 1, (120, 2, 2)), axis=1) * [width, height]
     rois = corners.reshape(-1, 4).astype(np.float32)  # (x1, y1, x2, y2), inside the image
-    soft = np.asarray(jax.jit(mask_targets, static_argnums=(3, 4))(gt_masks, matched, rois, 7,
-                                                                    None))
+    soft = np.asarray(jax.jit(mask_targets, static_argnums=(3, 4))(gt_masks, matched, rois, 7, None))
     ref = reference_crop_and_resize(gt_masks, matched, rois, 7)
     clear = ~near_roi_align_edges(rois, 7, height, width)
     assert np.abs(soft - ref)[clear].max() <= TOLERANCE, f"seed={seed} compared={clear.sum()}"
@@ -242,14 +248,16 @@ def test_mask_targets_compile_once_and_vmap_like_a_loop():
     rois = np.stack([random_boxes(rng, 12, 20, 24) for _ in range(3)])
     loop = [jitted(gt_masks[i], matched[i], rois[i]) for i in range(3)]
     assert len(traces) == 1, f"seed={seed}"
-    np.testing.assert_allclose(jax.jit(jax.vmap(traced))(gt_masks, matched, rois),
-                               np.stack(loop), atol=1e-6, err_msg=f"seed={seed}")
+    np.testing.assert_allclose(
+        jax.jit(jax.vmap(traced))(gt_masks, matched, rois), np.stack(loop), atol=1e-6, err_msg=f"seed={seed}"
+    )
 
 
 # --------------------------------------------------------------------------- bad inputs
 
-coordinate = st.one_of(st.floats(-100, 100, width=32), st.sampled_from([0.0, 20.0]),
-                       st.sampled_from([np.inf, -np.inf, np.nan]))
+coordinate = st.one_of(
+    st.floats(-100, 100, width=32), st.sampled_from([0.0, 20.0]), st.sampled_from([np.inf, -np.inf, np.nan])
+)
 _MASKS = np.random.default_rng(0).uniform(0, 1, (5, 7, 7)).astype(np.float32)
 _GT = np.random.default_rng(1).uniform(size=(2, 24, 20)) > 0.5
 _MATCHED = np.array([0, 1, 0, 1, 1], np.int32)
@@ -265,8 +273,7 @@ _targets = jax.jit(lambda rois: mask_targets(_GT, _MATCHED, rois, 5, None))
 
 
 @settings(deadline=None, max_examples=40)
-@given(st.lists(st.tuples(coordinate, coordinate, coordinate, coordinate), min_size=5,
-                max_size=5))
+@given(st.lists(st.tuples(coordinate, coordinate, coordinate, coordinate), min_size=5, max_size=5))
 def test_mask_ops_give_finite_results_for_bad_boxes(box_list):
     """Zero-area, inverted, outside and non-finite boxes: finite values in [0, 1], finite
     gradients, and nothing pasted for boxes without positive finite extent."""
@@ -274,8 +281,7 @@ def test_mask_ops_give_finite_results_for_bad_boxes(box_list):
     pasted, grad = (np.asarray(a) for a in _paste_and_grad(boxes))
     assert np.isfinite(pasted).all() and np.isfinite(grad).all()
     assert (pasted >= -1e-6).all() and (pasted <= 1 + 1e-6).all()
-    degenerate = ~(np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0])
-                   & (boxes[:, 3] > boxes[:, 1]))
+    degenerate = ~(np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
     assert not pasted[degenerate].any()
     targets = np.asarray(_targets(boxes))
     assert np.isfinite(targets).all() and (targets >= -1e-6).all() and (targets <= 1 + 1e-6).all()

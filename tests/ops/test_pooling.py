@@ -1,4 +1,5 @@
 """Max pooling with argmax against TensorFlow, and unpooling against NumPy."""
+
 from __future__ import annotations
 
 import jax
@@ -7,16 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vision_jax.ops.pooling import (bed_of_nails_unpool, max_pool_with_argmax, max_unpool,
-                                    nearest_unpool)
-
+from vision_jax.ops.pooling import bed_of_nails_unpool, max_pool_with_argmax, max_unpool, nearest_unpool
 
 jit_pool = jax.jit(max_pool_with_argmax, static_argnums=(1, 2, 3))
 jit_unpool = jax.jit(max_unpool, static_argnums=(2,))
 
 
 def fresh_rng():
-    seed = int(np.random.SeedSequence().entropy % (2 ** 63))
+    seed = int(np.random.SeedSequence().entropy % (2**63))
     return seed, np.random.default_rng(seed)
 
 
@@ -24,8 +23,7 @@ def random_pool_config(rng):
     window = tuple(int(v) for v in rng.integers(1, 4, 2))
     strides = tuple(int(v) for v in rng.integers(1, 4, 2))
     padding = str(rng.choice(["VALID", "SAME"]))
-    shape = (int(rng.integers(1, 3)), int(rng.integers(3, 13)), int(rng.integers(3, 13)),
-             int(rng.integers(1, 5)))
+    shape = (int(rng.integers(1, 3)), int(rng.integers(3, 13)), int(rng.integers(3, 13)), int(rng.integers(1, 5)))
     return shape, window, strides, padding
 
 
@@ -35,10 +33,10 @@ def test_max_pool_with_argmax_matches_tensorflow_including_ties():
     for trial in range(8):
         shape, window, strides, padding = random_pool_config(rng)
         # Small integers make many equal maxima: both must pick the first in the window.
-        x = (rng.integers(-3, 4, shape) if trial % 2 else rng.standard_normal(shape)).astype(
-            np.float32)
+        x = (rng.integers(-3, 4, shape) if trial % 2 else rng.standard_normal(shape)).astype(np.float32)
         tf_pooled, tf_argmax = tf.nn.max_pool_with_argmax(
-            x, (1, *window, 1), (1, *strides, 1), padding, include_batch_in_index=False)
+            x, (1, *window, 1), (1, *strides, 1), padding, include_batch_in_index=False
+        )
         pooled, argmax = jit_pool(x, window, strides, padding)
         context = f"seed={seed} shape={shape} window={window} strides={strides} {padding}"
         np.testing.assert_array_equal(pooled, tf_pooled.numpy(), err_msg=context)
@@ -53,8 +51,7 @@ def test_max_pool_gradient_goes_to_the_argmax():
     x = rng.integers(-2, 3, (2, 9, 8, 3)).astype(np.float32)
     pooled, argmax = jit_pool(x, 3, 2, "SAME")
     upstream = rng.standard_normal(pooled.shape).astype(np.float32)
-    grad = jax.jit(jax.grad(lambda v: jnp.sum(max_pool_with_argmax(v, 3, 2, "SAME")[0]
-                                              * upstream)))(x)
+    grad = jax.jit(jax.grad(lambda v: jnp.sum(max_pool_with_argmax(v, 3, 2, "SAME")[0] * upstream)))(x)
     ref = np.zeros(x.shape)
     for b in range(2):
         np.add.at(ref.reshape(2, -1)[b], np.asarray(argmax[b]).ravel(), upstream[b].ravel())
@@ -100,8 +97,7 @@ def test_nearest_and_bed_of_nails_unpool_match_numpy():
         np.testing.assert_array_equal(nearest_unpool(x, factor), nearest, err_msg=f"seed={seed}")
         nails = np.zeros((2, 5 * fy, 4 * fx, 3), np.float32)
         nails[:, ::fy, ::fx] = x
-        np.testing.assert_array_equal(bed_of_nails_unpool(x, factor), nails,
-                                      err_msg=f"seed={seed}")
+        np.testing.assert_array_equal(bed_of_nails_unpool(x, factor), nails, err_msg=f"seed={seed}")
 
 
 def test_pooling_ops_compile_once_and_vmap_like_a_loop():
@@ -111,8 +107,7 @@ def test_pooling_ops_compile_once_and_vmap_like_a_loop():
     def pool_unpool(x):
         traces.append(None)
         pooled, argmax = max_pool_with_argmax(x, 2, 2, "SAME")
-        return max_unpool(pooled, argmax, x.shape[1:3]), nearest_unpool(pooled, 2), \
-            bed_of_nails_unpool(pooled, 2)
+        return max_unpool(pooled, argmax, x.shape[1:3]), nearest_unpool(pooled, 2), bed_of_nails_unpool(pooled, 2)
 
     jitted = jax.jit(pool_unpool)
     x = rng.standard_normal((3, 2, 7, 6, 3)).astype(np.float32)

@@ -3,6 +3,7 @@
 Boxes are (x1, y1, x2, y2) in image pixels with pixel (i, j) covering [j, j + 1) x [i, i + 1)
 (its centre at j + 0.5), detectron2's convention.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,13 +36,15 @@ def _paste_weights(lo: jax.Array, hi: jax.Array, mask_len: int, image_len: int) 
     in_window = (pixel >= jnp.floor(safe_lo) - 1) & (pixel < jnp.ceil(safe_lo + safe_extent) + 1)
     keep = (in_window & ok[:, None]).astype(jnp.float32)
     cell = jnp.arange(mask_len, dtype=jnp.float32)[None, None, :]
-    weights = (jnp.where(cell == u0[..., None], 1.0 - frac[..., None], 0.0)
-               + jnp.where(cell == u0[..., None] + 1, frac[..., None], 0.0))
+    weights = jnp.where(cell == u0[..., None], 1.0 - frac[..., None], 0.0) + jnp.where(
+        cell == u0[..., None] + 1, frac[..., None], 0.0
+    )
     return weights * keep[..., None]
 
 
-def paste_masks_in_image(masks: jax.Array, boxes: jax.Array, image_height: int,
-                         image_width: int, threshold: float | None = 0.5) -> jax.Array:
+def paste_masks_in_image(
+    masks: jax.Array, boxes: jax.Array, image_height: int, image_width: int, threshold: float | None = 0.5
+) -> jax.Array:
     """Paste per-box mask probabilities into full images (detectron2's paste_masks_in_image).
 
     Every image pixel takes the bilinear sample of its box's mask at the pixel centre, as
@@ -72,14 +75,20 @@ def paste_masks_in_image(masks: jax.Array, boxes: jax.Array, image_height: int,
     boxes = boxes.astype(jnp.float32)
     weights_y = _paste_weights(boxes[:, 1], boxes[:, 3], mask_len, image_height)
     weights_x = _paste_weights(boxes[:, 0], boxes[:, 2], mask_len, image_width)
-    pasted = jnp.einsum("khi,kij,kwj->khw", weights_y, masks.astype(jnp.float32), weights_x,
-                        precision=lax.Precision.HIGHEST)
+    pasted = jnp.einsum(
+        "khi,kij,kwj->khw", weights_y, masks.astype(jnp.float32), weights_x, precision=lax.Precision.HIGHEST
+    )
     return pasted if threshold is None else pasted >= threshold
 
 
-def mask_targets(gt_masks: jax.Array, matched_gt_indices: jax.Array, rois: jax.Array,
-                 mask_size: int, threshold: float | None = 0.5,
-                 max_sampling_ratio: int | None = None) -> jax.Array:
+def mask_targets(
+    gt_masks: jax.Array,
+    matched_gt_indices: jax.Array,
+    rois: jax.Array,
+    mask_size: int,
+    threshold: float | None = 0.5,
+    max_sampling_ratio: int | None = None,
+) -> jax.Array:
     """Mask R-CNN mask targets: each RoI's matched ground-truth mask cropped and resized.
 
     detectron2's BitMasks.crop_and_resize: RoIAlign(mask_size, spatial_scale=1,
@@ -101,14 +110,20 @@ def mask_targets(gt_masks: jax.Array, matched_gt_indices: jax.Array, rois: jax.A
     if gt_masks.ndim != 3:
         raise ValueError(f"gt_masks must be [G, H, W], got shape {gt_masks.shape}")
     if matched_gt_indices.shape != rois.shape[:1]:
-        raise ValueError(f"matched_gt_indices must be [K]={rois.shape[:1]}, got shape "
-                         f"{matched_gt_indices.shape}")
+        raise ValueError(f"matched_gt_indices must be [K]={rois.shape[:1]}, got shape {matched_gt_indices.shape}")
     if not isinstance(mask_size, int) or mask_size <= 0:
         raise ValueError(f"mask_size must be a positive int, got {mask_size!r}")
     if max_sampling_ratio is None:
         max_sampling_ratio = max(1, math.ceil(max(gt_masks.shape[1:]) / mask_size))
     features = gt_masks.astype(jnp.float32)[..., None]
-    crops = roi_align(features, rois, matched_gt_indices, mask_size, spatial_scale=1.0,
-                      sampling_ratio=0, aligned=True,
-                      max_sampling_ratio=max_sampling_ratio)[..., 0]
+    crops = roi_align(
+        features,
+        rois,
+        matched_gt_indices,
+        mask_size,
+        spatial_scale=1.0,
+        sampling_ratio=0,
+        aligned=True,
+        max_sampling_ratio=max_sampling_ratio,
+    )[..., 0]
     return crops if threshold is None else (crops >= threshold).astype(jnp.float32)

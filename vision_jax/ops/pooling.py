@@ -4,6 +4,7 @@ SegNet's decoder upsamples with the encoder's max-pool positions (`max_pool_with
 `max_unpool`); simpler decoders repeat values (`nearest_unpool`) or put each value at the
 top-left of its block (`bed_of_nails_unpool`). All arrays are NHWC.
 """
+
 from __future__ import annotations
 
 import jax
@@ -34,9 +35,9 @@ def _output_and_padding(size: int, window: int, stride: int, padding: str) -> tu
     return out, total // 2
 
 
-def max_pool_with_argmax(x: jax.Array, window: int | tuple[int, int],
-                         strides: int | tuple[int, int], padding: str = "VALID"
-                         ) -> tuple[jax.Array, jax.Array]:
+def max_pool_with_argmax(
+    x: jax.Array, window: int | tuple[int, int], strides: int | tuple[int, int], padding: str = "VALID"
+) -> tuple[jax.Array, jax.Array]:
     """Max pooling that also returns where each maximum came from.
 
     Matches tf.nn.max_pool_with_argmax(include_batch_in_index=False): argmax is the flat index
@@ -55,24 +56,32 @@ def max_pool_with_argmax(x: jax.Array, window: int | tuple[int, int],
     (wh, ww), (sh, sw) = _pair(window, "window"), _pair(strides, "strides")
     if padding not in ("VALID", "SAME"):
         raise ValueError(f"padding must be 'VALID' or 'SAME', got {padding!r}")
-    batch, height, width, channels = x.shape
+    _, height, width, channels = x.shape
     out_h, pad_top = _output_and_padding(height, wh, sh, padding)
     out_w, pad_left = _output_and_padding(width, ww, sw, padding)
     need_h, need_w = (out_h - 1) * sh + wh, (out_w - 1) * sw + ww
-    pad_cfg = ((0, 0), (pad_top, max(need_h - height - pad_top, 0)),
-               (pad_left, max(need_w - width - pad_left, 0)), (0, 0))
+    pad_cfg = (
+        (0, 0),
+        (pad_top, max(need_h - height - pad_top, 0)),
+        (pad_left, max(need_w - width - pad_left, 0)),
+        (0, 0),
+    )
     padded = jnp.pad(x, pad_cfg, constant_values=-jnp.inf)
     # Flat index of every padded position (padding positions are never selected).
     rows = jnp.arange(padded.shape[1], dtype=jnp.int32) - pad_top
     cols = jnp.arange(padded.shape[2], dtype=jnp.int32) - pad_left
-    index = ((rows[:, None, None] * width + cols[None, :, None]) * channels
-             + jnp.arange(channels, dtype=jnp.int32))[None]
+    index = ((rows[:, None, None] * width + cols[None, :, None]) * channels + jnp.arange(channels, dtype=jnp.int32))[
+        None
+    ]
 
     best_val = best_idx = None
     for dy in range(wh):  # row-major over the window; strict > keeps the first of equal maxima
         for dx in range(ww):
-            window_slice = (slice(None), slice(dy, dy + (out_h - 1) * sh + 1, sh),
-                            slice(dx, dx + (out_w - 1) * sw + 1, sw))
+            window_slice = (
+                slice(None),
+                slice(dy, dy + (out_h - 1) * sh + 1, sh),
+                slice(dx, dx + (out_w - 1) * sw + 1, sw),
+            )
             val = padded[window_slice]
             idx = jnp.broadcast_to(index[window_slice], val.shape)
             if best_val is None:
@@ -84,8 +93,9 @@ def max_pool_with_argmax(x: jax.Array, window: int | tuple[int, int],
     return best_val, best_idx
 
 
-def max_unpool(pooled: jax.Array, argmax: jax.Array,
-               output_shape: tuple[int, int] | tuple[int, int, int, int]) -> jax.Array:
+def max_unpool(
+    pooled: jax.Array, argmax: jax.Array, output_shape: tuple[int, int] | tuple[int, int, int, int]
+) -> jax.Array:
     """SegNet unpooling: each pooled value goes back to the position its argmax names.
 
     Args:
@@ -104,8 +114,7 @@ def max_unpool(pooled: jax.Array, argmax: jax.Array,
     batch, _, _, channels = pooled.shape
     if len(output_shape) == 4:
         if (output_shape[0], output_shape[3]) != (batch, channels):
-            raise ValueError(f"output_shape {output_shape} must keep batch {batch} and channels "
-                             f"{channels}")
+            raise ValueError(f"output_shape {output_shape} must keep batch {batch} and channels {channels}")
         output_shape = output_shape[1:3]
     height, width = _pair(tuple(output_shape), "output_shape")
     flat = jnp.zeros((batch, height * width * channels), pooled.dtype)

@@ -15,9 +15,10 @@ indices and weights computed once per RoI and axis (bilinear weights are separab
 is K*oh*ow*grid^2*4*C multiply-adds -- independent of the map size -- instead of a dense
 per-RoI resample of the whole map.
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -42,8 +43,7 @@ def _check_rois(features: jax.Array, boxes: jax.Array, box_indices: jax.Array) -
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"boxes must be [K, 4] (x1, y1, x2, y2), got shape {boxes.shape}")
     if box_indices.shape != boxes.shape[:1]:
-        raise ValueError(f"box_indices must be [K]={boxes.shape[:1]}, got shape "
-                         f"{box_indices.shape}")
+        raise ValueError(f"box_indices must be [K]={boxes.shape[:1]}, got shape {box_indices.shape}")
     if not jnp.issubdtype(box_indices.dtype, jnp.integer):
         raise ValueError(f"box_indices must be an integer array, got dtype {box_indices.dtype}")
 
@@ -78,8 +78,11 @@ def _sample_axis(start, length, num_bins: int, grid, grid_cap: int, size):
     bin_size = (length / num_bins)[:, None, None]
     grid_f = jnp.asarray(grid, jnp.float32).reshape(jnp.shape(grid) + (1, 1))
     slot = jnp.arange(grid_cap, dtype=jnp.float32)
-    coord = (start[:, None, None] + jnp.arange(num_bins, dtype=jnp.float32)[:, None] * bin_size
-             + (slot + 0.5) * bin_size / grid_f)
+    coord = (
+        start[:, None, None]
+        + jnp.arange(num_bins, dtype=jnp.float32)[:, None] * bin_size
+        + (slot + 0.5) * bin_size / grid_f
+    )
     # Written as "inside" so that NaN coordinates count as empty, like torchvision's kernel.
     valid = (coord >= -1.0) & (coord <= size_f) & (slot < grid_f)
     coord = jnp.where(valid, jnp.maximum(coord, 0.0), 0.0)
@@ -109,15 +112,15 @@ def _roi_geometry(boxes, spatial_scale, output_size, sampling_ratio, max_samplin
         raise ValueError(
             "sampling_ratio <= 0 (adaptive, ceil(roi_size / output_size) samples per bin) is data "
             "dependent: pass a static max_sampling_ratio >= 1 to cap it, got "
-            f"max_sampling_ratio={max_sampling_ratio!r}")
+            f"max_sampling_ratio={max_sampling_ratio!r}"
+        )
 
     def adaptive(extent, bins):
         per_bin = jnp.ceil(_ieee_divide(extent, float(bins)))
         per_bin = jnp.where(finite, per_bin, 0.0)
         return jnp.clip(per_bin, 0, max_sampling_ratio).astype(jnp.int32)
 
-    return ((y1, roi_h, adaptive(roi_h, oh), max_sampling_ratio),
-            (x1, roi_w, adaptive(roi_w, ow), max_sampling_ratio))
+    return ((y1, roi_h, adaptive(roi_h, oh), max_sampling_ratio), (x1, roi_w, adaptive(roi_w, ow), max_sampling_ratio))
 
 
 def _inverse_count(grid_y, grid_x, num_rois: int) -> jax.Array:
@@ -134,10 +137,14 @@ def _gather_bilinear(flat, base, row_stride, y_low, wy, x_low, wx, inv_count):
     """
     grid_y, grid_x = y_low.shape[-1], x_low.shape[-1]
     row_stride = jnp.asarray(row_stride).reshape(jnp.shape(row_stride) + (1, 1, 1))
-    top_left = (base[:, None, None, None] + y_low[:, :, None, :] * row_stride)[..., None] \
-        + x_low[:, None, :, None, :]                                      # [K, oh, ow, gy, gx]
-    weights = (wy[:, :, None, :, None, :, None] * wx[:, None, :, None, :, None, :]
-               * inv_count[:, None, None, None, None, None, None])  # [K, oh, ow, gy, gx, 2, 2]
+    top_left = (base[:, None, None, None] + y_low[:, :, None, :] * row_stride)[..., None] + x_low[
+        :, None, :, None, :
+    ]  # [K, oh, ow, gy, gx]
+    weights = (
+        wy[:, :, None, :, None, :, None]
+        * wx[:, None, :, None, :, None, :]
+        * inv_count[:, None, None, None, None, None, None]
+    )  # [K, oh, ow, gy, gx, 2, 2]
     row_stride = row_stride[..., 0]
 
     def sample_row(acc, iy):
@@ -168,7 +175,7 @@ def _separable_bilinear(padded, box_indices, y_low, wy, x_low, wx, inv_count):
     """
     batch, hp, wp, channels = padded.shape
     rows = padded.reshape(batch * hp, wp, channels)
-    row_index = box_indices[:, None, None] * hp + y_low                   # [K, oh, gy]
+    row_index = box_indices[:, None, None] * hp + y_low  # [K, oh, gy]
 
     def add_rows(acc, iy):
         idx = lax.dynamic_index_in_dim(row_index, iy, axis=2, keepdims=False)
@@ -177,7 +184,7 @@ def _separable_bilinear(padded, box_indices, y_low, wy, x_low, wx, inv_count):
             acc = acc + w[..., dy, None, None] * rows.at[idx + dy].get(mode="promise_in_bounds")
         return acc
 
-    acc = jnp.zeros(y_low.shape[:2] + (wp, channels), padded.dtype)       # [K, oh, W+1, C]
+    acc = jnp.zeros(y_low.shape[:2] + (wp, channels), padded.dtype)  # [K, oh, W+1, C]
     if y_low.shape[-1] * 2 <= _MAX_UNROLLED_GATHERS:
         for iy in range(y_low.shape[-1]):
             acc = add_rows(acc, iy)
@@ -192,10 +199,16 @@ def _separable_bilinear(padded, box_indices, y_low, wy, x_low, wx, inv_count):
     return out * inv_count[:, None, None, None]
 
 
-def roi_align(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
-              output_size: int | tuple[int, int], spatial_scale: float = 1.0,
-              sampling_ratio: int = 2, aligned: bool = True,
-              max_sampling_ratio: int | None = None) -> jax.Array:
+def roi_align(
+    features: jax.Array,
+    boxes: jax.Array,
+    box_indices: jax.Array,
+    output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = 2,
+    aligned: bool = True,
+    max_sampling_ratio: int | None = None,
+) -> jax.Array:
     """RoIAlign with torchvision's semantics (torchvision.ops.roi_align / its CPU kernel).
 
     Each output bin averages grid_h x grid_w bilinear samples at
@@ -235,7 +248,8 @@ def roi_align(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
     output_size = _pair(output_size, "output_size")
     batch, height, width, channels = features.shape
     (y1, roi_h, grid_y, cap_y), (x1, roi_w, grid_x, cap_x) = _roi_geometry(
-        boxes, spatial_scale, output_size, sampling_ratio, max_sampling_ratio, aligned)
+        boxes, spatial_scale, output_size, sampling_ratio, max_sampling_ratio, aligned
+    )
     y_low, wy = _sample_axis(y1, roi_h, output_size[0], grid_y, cap_y, height)
     x_low, wx = _sample_axis(x1, roi_w, output_size[1], grid_x, cap_x, width)
     inv_count = _inverse_count(grid_y, grid_x, boxes.shape[0])
@@ -248,18 +262,21 @@ def roi_align(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
     direct_cost = oh * ow * cap_y * cap_x * 4
     separable_cost = oh * cap_y * 2 * (width + 1) + oh * ow * cap_x * 2
     if separable_cost < direct_cost:
-        out = _separable_bilinear(padded, box_indices, y_low, wy.astype(dtype), x_low,
-                                  wx.astype(dtype), inv_count.astype(dtype))
+        out = _separable_bilinear(
+            padded, box_indices, y_low, wy.astype(dtype), x_low, wx.astype(dtype), inv_count.astype(dtype)
+        )
     else:
         flat = padded.reshape(-1, channels)
         base = box_indices * ((height + 1) * (width + 1))
-        out = _gather_bilinear(flat, base, width + 1, y_low, wy.astype(dtype), x_low,
-                               wx.astype(dtype), inv_count.astype(dtype))
+        out = _gather_bilinear(
+            flat, base, width + 1, y_low, wy.astype(dtype), x_low, wx.astype(dtype), inv_count.astype(dtype)
+        )
     return out.astype(dtype)
 
 
-def assign_fpn_levels(boxes: jax.Array, min_level: int = 2, max_level: int = 5,
-                      canonical_size: float = 224.0, canonical_level: int = 4) -> jax.Array:
+def assign_fpn_levels(
+    boxes: jax.Array, min_level: int = 2, max_level: int = 5, canonical_size: float = 224.0, canonical_level: int = 4
+) -> jax.Array:
     """FPN level of each RoI (Feature Pyramid Networks, eq. 1; torchvision's LevelMapper).
 
     level = floor(canonical_level + log2(sqrt(area) / canonical_size + 1e-6)), clamped to
@@ -286,18 +303,22 @@ def _pyramid_level(key) -> int:
     """Level number of a pyramid key: 3, or a name ending in it such as "P3"."""
     if isinstance(key, (int, np.integer)):
         return int(key)
-    digits = str(key)[len(str(key).rstrip("0123456789")):]
+    digits = str(key)[len(str(key).rstrip("0123456789")) :]
     if not digits:
-        raise ValueError(f"feature pyramid key {key!r} is not a level number or a name ending in "
-                         "one (e.g. 3 or 'P3')")
+        raise ValueError(f"feature pyramid key {key!r} is not a level number or a name ending in one (e.g. 3 or 'P3')")
     return int(digits)
 
 
-def multilevel_roi_align(features: Mapping[int, jax.Array] | Sequence[jax.Array],
-                         boxes: jax.Array, box_indices: jax.Array, levels: jax.Array,
-                         output_size: int | tuple[int, int], sampling_ratio: int = 2,
-                         aligned: bool = True,
-                         spatial_scales: Sequence[float] | None = None) -> jax.Array:
+def multilevel_roi_align(
+    features: Mapping[int, jax.Array] | Sequence[jax.Array],
+    boxes: jax.Array,
+    box_indices: jax.Array,
+    levels: jax.Array,
+    output_size: int | tuple[int, int],
+    sampling_ratio: int = 2,
+    aligned: bool = True,
+    spatial_scales: Sequence[float] | None = None,
+) -> jax.Array:
     """RoIAlign over a feature pyramid, each RoI read from its own level only.
 
     All levels are zero-padded by one row and column, flattened and concatenated into a single
@@ -324,7 +345,7 @@ def multilevel_roi_align(features: Mapping[int, jax.Array] | Sequence[jax.Array]
         by_level = {_pyramid_level(key): fmap for key, fmap in features.items()}
         keys = sorted(by_level)
         maps = [by_level[k] for k in keys]
-        scales = [2.0 ** -k for k in keys] if spatial_scales is None else list(spatial_scales)
+        scales = [2.0**-k for k in keys] if spatial_scales is None else list(spatial_scales)
     else:
         keys = list(range(len(features)))
         maps = list(features)
@@ -332,15 +353,15 @@ def multilevel_roi_align(features: Mapping[int, jax.Array] | Sequence[jax.Array]
             raise ValueError("a sequence of feature maps needs spatial_scales (one per map)")
         scales = list(spatial_scales)
     if not maps or len(scales) != len(maps):
-        raise ValueError(f"need >= 1 feature map and one scale per map, got {len(maps)} maps and "
-                         f"{len(scales)} spatial_scales")
+        raise ValueError(
+            f"need >= 1 feature map and one scale per map, got {len(maps)} maps and {len(scales)} spatial_scales"
+        )
     maps = [jnp.asarray(m) for m in maps]
     boxes, box_indices, levels = jnp.asarray(boxes), jnp.asarray(box_indices), jnp.asarray(levels)
     for key, fmap in zip(keys, maps):
         _check_rois(fmap, boxes, box_indices)
         if fmap.shape[0] != maps[0].shape[0] or fmap.shape[3] != maps[0].shape[3]:
-            raise ValueError(f"level {key}: shape {fmap.shape} differs from {maps[0].shape} in "
-                             "batch or channels")
+            raise ValueError(f"level {key}: shape {fmap.shape} differs from {maps[0].shape} in batch or channels")
     if levels.shape != boxes.shape[:1]:
         raise ValueError(f"levels must be [K]={boxes.shape[:1]}, got shape {levels.shape}")
     if sampling_ratio <= 0:
@@ -352,8 +373,7 @@ def multilevel_roi_align(features: Mapping[int, jax.Array] | Sequence[jax.Array]
     widths = np.array([m.shape[2] for m in maps], np.int32)
     sizes = batch * (heights + 1) * (widths + 1)
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32)
-    flat = jnp.concatenate([jnp.pad(m, ((0, 0), (0, 1), (0, 1), (0, 0))).reshape(-1, channels)
-                            for m in maps], axis=0)
+    flat = jnp.concatenate([jnp.pad(m, ((0, 0), (0, 1), (0, 1), (0, 0))).reshape(-1, channels) for m in maps], axis=0)
     # Level key -> slot in the tables (keys may be sparse, e.g. {2, 3, 4, 5}).
     slot_of_key = np.searchsorted(np.array(keys), np.arange(keys[0], keys[-1] + 1))
     slot = jnp.asarray(slot_of_key, jnp.int32)[jnp.clip(levels, keys[0], keys[-1]) - keys[0]]
@@ -361,14 +381,16 @@ def multilevel_roi_align(features: Mapping[int, jax.Array] | Sequence[jax.Array]
     scale = jnp.asarray(scales, jnp.float32)[slot]
 
     (y1, roi_h, grid_y, cap), (x1, roi_w, grid_x, _) = _roi_geometry(
-        boxes * scale[:, None], 1.0, output_size, sampling_ratio, None, aligned)
+        boxes * scale[:, None], 1.0, output_size, sampling_ratio, None, aligned
+    )
     y_low, wy = _sample_axis(y1, roi_h, output_size[0], grid_y, cap, height)
     x_low, wx = _sample_axis(x1, roi_w, output_size[1], grid_x, cap, width)
     box_indices = jnp.clip(box_indices, 0, batch - 1).astype(jnp.int32)
     base = jnp.asarray(offsets)[slot] + box_indices * (height + 1) * (width + 1)
     inv_count = _inverse_count(grid_y, grid_x, boxes.shape[0])
-    out = _gather_bilinear(flat, base, width + 1, y_low, wy.astype(dtype), x_low,
-                           wx.astype(dtype), inv_count.astype(dtype))
+    out = _gather_bilinear(
+        flat, base, width + 1, y_low, wy.astype(dtype), x_low, wx.astype(dtype), inv_count.astype(dtype)
+    )
     return out.astype(dtype)
 
 
@@ -396,10 +418,18 @@ def _doubling_tables(values, indices, axis: int, num_levels: int):
     ones = [1] * values.ndim
     for i in range(num_levels - 1):
         window, dilation, padding = list(ones), list(ones), [(0, 0)] * values.ndim
-        window[axis], dilation[axis], padding[axis] = 2, 2 ** i, (0, 2 ** i)
-        levels.append(lax.reduce_window(
-            levels[-1], (jnp.array(-jnp.inf, values.dtype), jnp.array(2 ** 31 - 1, jnp.int32)),
-            _first_argmax, window, ones, padding, window_dilation=dilation))
+        window[axis], dilation[axis], padding[axis] = 2, 2**i, (0, 2**i)
+        levels.append(
+            lax.reduce_window(
+                levels[-1],
+                (jnp.array(-jnp.inf, values.dtype), jnp.array(2**31 - 1, jnp.int32)),
+                _first_argmax,
+                window,
+                ones,
+                padding,
+                window_dilation=dilation,
+            )
+        )
     return jnp.stack([v for v, _ in levels]), jnp.stack([i for _, i in levels])
 
 
@@ -414,13 +444,19 @@ def _window_argmax_tables(features: jax.Array) -> jax.Array:
     """
     _, height, width, _ = features.shape
     pos = jnp.arange(height * width, dtype=jnp.int32).reshape(1, height, width, 1)
-    by_rows = _doubling_tables(features, jnp.broadcast_to(pos, features.shape), 1,
-                               height.bit_length())                      # [LH+1, B, H, W, C]
+    by_rows = _doubling_tables(
+        features, jnp.broadcast_to(pos, features.shape), 1, height.bit_length()
+    )  # [LH+1, B, H, W, C]
     return _doubling_tables(*by_rows, 3, width.bit_length())[1]
 
 
-def roi_pool(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
-             output_size: int | tuple[int, int], spatial_scale: float = 1.0) -> jax.Array:
+def roi_pool(
+    features: jax.Array,
+    boxes: jax.Array,
+    box_indices: jax.Array,
+    output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0,
+) -> jax.Array:
     """RoIPool (Fast R-CNN) with torchvision's semantics (torchvision.ops.roi_pool).
 
     Box corners are scaled and rounded half away from zero (C round()); the RoI spans
@@ -447,7 +483,7 @@ def roi_pool(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
     scaled = boxes.astype(jnp.float32) * spatial_scale
     finite = jnp.all(jnp.isfinite(scaled), axis=1)
     # Clamp far-away corners so int32 arithmetic cannot overflow; they stay outside the map.
-    corners = jnp.clip(jnp.where(finite[:, None], scaled, 0.0), -2.0 ** 24, 2.0 ** 24)
+    corners = jnp.clip(jnp.where(finite[:, None], scaled, 0.0), -(2.0**24), 2.0**24)
     corners = _round_half_away(corners)
     x1, y1, x2, y2 = (corners[:, i].astype(jnp.int32) for i in range(4))
     box_indices = jnp.clip(box_indices, 0, batch - 1).astype(jnp.int32)
@@ -460,30 +496,40 @@ def roi_pool(features: jax.Array, boxes: jax.Array, box_indices: jax.Array,
         hi = jnp.ceil((index + 1) * bin_size).astype(jnp.int32) + start[:, None]
         return jnp.clip(lo, 0, size), jnp.clip(hi, 0, size)
 
-    h_lo, h_hi = bins(y1, y2, oh, height)                                 # [K, oh]
-    w_lo, w_hi = bins(x1, x2, ow, width)                                  # [K, ow]
+    h_lo, h_hi = bins(y1, y2, oh, height)  # [K, oh]
+    w_lo, w_hi = bins(x1, x2, ow, width)  # [K, ow]
     empty = ((h_hi <= h_lo)[:, :, None] | (w_hi <= w_lo)[:, None, :]) | ~finite[:, None, None]
 
     def log2_floor(extent, limit):  # largest i with 2**i <= extent (0 for empty bins)
-        return sum((extent >= 2 ** i).astype(jnp.int32) for i in range(1, limit.bit_length()))
+        return sum((extent >= 2**i).astype(jnp.int32) for i in range(1, limit.bit_length()))
 
     level_h, level_w = log2_floor(h_hi - h_lo, height), log2_floor(w_hi - w_lo, width)
-    rows = [h_lo, jnp.maximum(h_hi - 2 ** level_h, 0)]
-    cols = [w_lo, jnp.maximum(w_hi - 2 ** level_w, 0)]
+    rows = [h_lo, jnp.maximum(h_hi - 2**level_h, 0)]
+    cols = [w_lo, jnp.maximum(w_hi - 2**level_w, 0)]
     tables = _window_argmax_tables(lax.stop_gradient(features))
     num_row_levels = tables.shape[1]
     tables = tables.reshape(-1, channels)
-    table_base = ((level_w[:, None, :] * num_row_levels + level_h[:, :, None]) * batch
-                  + box_indices[:, None, None]) * (height * width)
+    table_base = ((level_w[:, None, :] * num_row_levels + level_h[:, :, None]) * batch + box_indices[:, None, None]) * (
+        height * width
+    )
     flat = features.reshape(-1)
     image_base = box_indices[:, None, None, None] * (height * width * channels)
     channel = jnp.arange(channels, dtype=jnp.int32)
-    cells = jnp.stack([jnp.minimum(r[:, :, None], height - 1) * width
-                       + jnp.minimum(c[:, None, :], width - 1) for r in rows for c in cols], -1)
+    cells = jnp.stack(
+        [
+            jnp.minimum(r[:, :, None], height - 1) * width + jnp.minimum(c[:, None, :], width - 1)
+            for r in rows
+            for c in cols
+        ],
+        -1,
+    )
     candidates = tables.at[table_base[..., None] + cells].get(mode="promise_in_bounds")
-    values = lax.stop_gradient(flat).at[image_base[..., None] + candidates * channels
-                                        + channel].get(mode="promise_in_bounds")
-    best = jnp.max(values, axis=3, keepdims=True)                         # [K, oh, ow, 1, C]
+    values = (
+        lax.stop_gradient(flat)
+        .at[image_base[..., None] + candidates * channels + channel]
+        .get(mode="promise_in_bounds")
+    )
+    best = jnp.max(values, axis=3, keepdims=True)  # [K, oh, ow, 1, C]
     first = jnp.min(jnp.where(values == best, candidates, height * width - 1), axis=3)
     # Read the winner from `features` itself: the gradient reaches that one pixel only.
     best_val = flat.at[image_base + first * channels + channel].get(mode="promise_in_bounds")
