@@ -1,0 +1,98 @@
+"""Reconstruction: a convolutional autoencoder (CAE) learns to reproduce its input image.
+
+Model: `vision_jax.models.autoencoder.ConvAutoencoder` with the backbone of `model.backbone` as its
+encoder (its `model.code_feature` output, stride `model.code_stride`, is the code) and a decoder of
+learned x2 upsamplings; the output is a sigmoid, an image in [0, 1].
+Loss: mean squared error against the input in [0, 1] (the encoder sees the normalised image).
+Metrics: `psnr` (mean per-image PSNR in dB, peak 1; vision_jax.evaluation.reconstruction) and `mse`.
+Pictures: each input beside its reconstruction. A trained encoder initialises a segmenter's backbone
+with `vision_jax.models.autoencoder.copy_encoder_params`.
+
+Any dataset with images works (`shapes`, `image_folder`, tfds datasets); images are resized to
+`data.image_size` squared (aspect ratio not kept: the CAE only has to reproduce what it is given).
+Config keys read here: `data.image_size`, `data.random_flip`, `model.backbone` and its options,
+`model.code_feature`, `model.code_stride`, `model.decoder_min_features`, `model.dtype`.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from vision_jax import viz
+from vision_jax.data import transforms
+from vision_jax.evaluation.reconstruction import ReconstructionEvaluator, per_image_psnr
+from vision_jax.models.autoencoder import ConvAutoencoder
+from vision_jax.models.from_config import backbone_from_config, compute_dtype
+
+
+class ReconstructionTask:
+    name = "reconstruction"
+
+    @staticmethod
+    def add_config_defaults(c: ml_collections.ConfigDict) -> None:
+        c.data.random_flip = True  # horizontal flip in training
+        c.model.name = "conv_autoencoder"
+        c.model.code_feature = "C4"  # backbone output used as the code
+        c.model.code_stride = 16  # its stride (C4: 16 for VGG16 and ResNets with the imagenet stem)
+        c.model.decoder_min_features = 16  # decoder channels halve per x2 step down to this
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        if config.model.name != "conv_autoencoder":
+            raise ValueError(f"config.model.name={config.model.name!r}: the reconstruction task has one model, "
+                             "'conv_autoencoder'")
+
+    def build_model(self, info):
+        model_config = self.config.model
+        return ConvAutoencoder(
+            backbone=backbone_from_config(model_config),
+            feature=model_config.code_feature,
+            code_stride=int(model_config.code_stride),
+            decoder_min_features=int(model_config.decoder_min_features),
+            dtype=compute_dtype(model_config),
+        )
+
+    def init_inputs(self, info):
+        size = self.config.data.image_size
+        return {"images": np.zeros((1, size, size, 3), np.float32)}
+
+    def preprocess(self, info, train: bool):
+        data = self.config.data
+        size = int(data.image_size)
+
+        def fn(example, seed):
+            image = tf.image.resize(tf.cast(example["image"], tf.float32), [size, size], antialias=True)
+            image = tf.clip_by_value(image, 0.0, 255.0)
+            if train and data.random_flip:
+                image = tf.image.stateless_random_flip_left_right(image, seed=seed)
+            return {"image": transforms.normalize_image(image), "target": image / 255.0}
+
+        return fn
+
+    def loss(self, model, variables, batch, rng, train):
+        reconstruction, new_state = model.apply(variables, batch["image"], train=train, mutable=["batch_stats"])
+        squared = (reconstruction - batch["target"]) ** 2
+        per_image_mse = squared.mean(axis=(1, 2, 3))
+        metrics = {"psnr": jnp.mean(-10.0 * jnp.log10(jnp.maximum(per_image_mse, 1e-10)))}
+        return per_image_mse.mean(), (metrics, new_state)
+
+    def predict(self, model, variables, batch):
+        return {"reconstruction": model.apply(variables, batch["image"], train=False)}
+
+    def make_evaluator(self, info):
+        return ReconstructionEvaluator()
+
+    def draw(self, batch, predictions, info):
+        """Per image: the input (left) beside its reconstruction (right), captioned with the PSNR."""
+        targets = np.asarray(batch["target"], np.float64)
+        reconstructions = np.asarray(predictions["reconstruction"], np.float64)
+        psnrs = per_image_psnr(reconstructions, targets) if len(targets) else []
+        pictures = []
+        for target, reconstruction, psnr in zip(targets, reconstructions, psnrs):
+            to_uint8 = lambda x: np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+            panels = np.concatenate([to_uint8(target), to_uint8(reconstruction)], axis=1)
+            pictures.append(viz.draw_label(panels, f"input | reconstruction   PSNR {psnr:.1f} dB"))
+        return pictures

@@ -1,0 +1,151 @@
+"""Semantic segmentation: a class for every pixel.
+
+Models (`config.model.name`): 'fcn32s', 'fcn16s', 'fcn8s' (vision_jax.models.fcn, on the backbone of
+`model.backbone`) and 'segnet' (vision_jax.models.segnet, its own VGG-16-BN-style encoder of
+`model.width`). The number of classes is `len(info.segmentation_class_names)` (background included).
+
+Loss: per-pixel softmax cross-entropy averaged over the pixels whose label is not 255 (ignore:
+void, borders, padding). Train metric: `pixel_accuracy` over those pixels. Prediction: the argmax
+label map, int32 [B, H, W] (compact, for the host-side evaluator). Evaluation: the FCN paper's four
+metrics plus per-class IoU (vision_jax.evaluation.segmentation), on the S x S network-input maps
+(see vision_jax.data.segmentation_transforms for how images and maps are resized and padded).
+
+Config keys read here: `data.image_size` (S), `data.random_flip`, `data.min_scale`, `data.max_scale`
+(training scale jitter), `model.name`, `model.backbone` and its options, `model.head_features`,
+`model.head_kernel_size`, `model.dropout_rate`, `model.learn_final_upsampling` (FCN),
+`model.segnet_convs_per_block` (SegNet), `model.dtype`.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from vision_jax import viz
+from vision_jax.data import segmentation_transforms
+from vision_jax.evaluation.segmentation import (IGNORE_INDEX, SegmentationEvaluator, confusion_matrix,
+                                                metrics_from_confusion)
+from vision_jax.models.fcn import FCN
+from vision_jax.models.from_config import backbone_from_config, compute_dtype
+from vision_jax.models.segnet import SegNet
+from vision_jax.ops import losses
+from vision_jax.tasks.classification import require
+
+FCN_VARIANTS = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s"}
+MODELS = (*FCN_VARIANTS, "segnet")
+
+
+def build_segmentation_model(model_config: ml_collections.ConfigDict, num_classes: int):
+    """The module named by model_config.name (one of MODELS) with num_classes outputs."""
+    name = model_config.name
+    dtype = compute_dtype(model_config)
+    if name in FCN_VARIANTS:
+        return FCN(
+            backbone=backbone_from_config(model_config),
+            num_classes=num_classes,
+            variant=FCN_VARIANTS[name],
+            head_features=int(model_config.head_features),
+            head_kernel_size=int(model_config.head_kernel_size),
+            dropout_rate=float(model_config.dropout_rate),
+            learn_final_upsampling=bool(model_config.learn_final_upsampling),
+            dtype=dtype,
+        )
+    if name == "segnet":
+        return SegNet(
+            num_classes=num_classes,
+            width=int(model_config.width),
+            convs_per_block=tuple(model_config.segnet_convs_per_block),
+            dtype=dtype,
+            bn_axis_name="data" if model_config.get("cross_replica_bn", False) else None,
+        )
+    raise ValueError(f"config.model.name={name!r} is not a segmentation model; known: {MODELS}")
+
+
+class SegmentationTask:
+    name = "segmentation"
+
+    @staticmethod
+    def add_config_defaults(c: ml_collections.ConfigDict) -> None:
+        c.data.random_flip = True  # horizontal flip in training (image and map together)
+        c.data.min_scale = 1.0  # training scale jitter: a factor in [min_scale, max_scale) of the fit
+        c.data.max_scale = 1.0
+        c.model.name = "fcn8s"  # 'fcn32s' | 'fcn16s' | 'fcn8s' | 'segnet'
+        c.model.head_features = 0  # FCN fc6/fc7 channels (4096 in the paper's VGG-16); 0 = none
+        c.model.head_kernel_size = 7  # FCN fc6 kernel side
+        c.model.dropout_rate = 0.5  # FCN dropout after fc6/fc7 (only with head_features > 0)
+        c.model.learn_final_upsampling = False  # FCN: learn the last upsampling (paper: fixed bilinear)
+        c.model.segnet_convs_per_block = (2, 2, 3, 3, 3)  # SegNet encoder/decoder blocks (VGG-16)
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        if config.model.name not in MODELS:
+            raise ValueError(f"config.model.name={config.model.name!r} is not a segmentation model; known: {MODELS}")
+        if not 0 < config.data.min_scale <= config.data.max_scale:
+            raise ValueError(f"need 0 < config.data.min_scale={config.data.min_scale} <= "
+                             f"config.data.max_scale={config.data.max_scale}")
+
+    @staticmethod
+    def num_classes(info) -> int:
+        require(info, "segmentation", "segmentation")
+        return len(info.segmentation_class_names)
+
+    def build_model(self, info):
+        return build_segmentation_model(self.config.model, self.num_classes(info))
+
+    def init_inputs(self, info):
+        size = self.config.data.image_size
+        return {"images": np.zeros((1, size, size, 3), np.float32)}
+
+    def preprocess(self, info, train: bool):
+        require(info, "segmentation", self.name)
+        data = self.config.data
+        size = int(data.image_size)
+
+        def fn(example, seed):
+            segmentation = example["segmentation"]
+            if train:
+                image, segmentation = segmentation_transforms.train_transform(
+                    example["image"], segmentation, seed, size=size, min_scale=float(data.min_scale),
+                    max_scale=float(data.max_scale), flip=bool(data.random_flip))
+            else:
+                image, segmentation = segmentation_transforms.eval_transform(example["image"], segmentation, size=size)
+            return {"image": image, "segmentation": segmentation}
+
+        return fn
+
+    def loss(self, model, variables, batch, rng, train):
+        logits, new_state = model.apply(
+            variables, batch["image"], train=train, mutable=["batch_stats"], rngs={"dropout": rng}
+        )
+        labels = batch["segmentation"]
+        loss = losses.softmax_cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+        counted = labels != IGNORE_INDEX
+        correct = (jnp.argmax(logits, -1) == labels) & counted
+        metrics = {"pixel_accuracy": correct.sum() / jnp.maximum(counted.sum(), 1)}
+        return loss, (metrics, new_state)
+
+    def predict(self, model, variables, batch):
+        logits = model.apply(variables, batch["image"], train=False)
+        return {"labels": jnp.argmax(logits, axis=-1).astype(jnp.int32)}
+
+    def make_evaluator(self, info):
+        require(info, "segmentation", self.name)
+        return SegmentationEvaluator(info.segmentation_class_names, IGNORE_INDEX)
+
+    def draw(self, batch, predictions, info):
+        """Per image: the input, the ground truth and the prediction as colour overlays side by side
+        (class 0 and ignored pixels left clear; ignored pixels are grey in the ground truth), captioned
+        with the image's own mIoU."""
+        num_classes = len(info.segmentation_class_names)
+        pictures = []
+        for image, truth, predicted in zip(batch["image"], batch["segmentation"], predictions["labels"]):
+            image = viz.to_uint8(image)
+            truth_panel = viz.overlay_mask(image, truth)
+            truth_panel[truth == IGNORE_INDEX] = (truth_panel[truth == IGNORE_INDEX] // 2 + 64).astype(np.uint8)
+            predicted_panel = viz.overlay_mask(image, np.where(truth == IGNORE_INDEX, 0, predicted))
+            panels = np.concatenate([image, truth_panel, predicted_panel], axis=1)
+            image_miou = metrics_from_confusion(confusion_matrix(truth, predicted, num_classes))["mIoU"]
+            pictures.append(viz.draw_label(panels, f"image | truth | prediction   mIoU {image_miou:.2f}"))
+        return pictures
