@@ -4,7 +4,11 @@
 
 Reads the files of the Debian package `dataset-fashion-mnist` (apt-get install dataset-fashion-mnist),
 or `--config.data.root=DIR` holding the four `*-ubyte.gz` files. 60k train / 10k test images.
-Measured: (filled in below after the run).
+Measured on the 2-core CPU machine (2026-11-22), 10k test images: accuracy 0.9134 (top-5 0.999)
+after 4 epochs (1872 steps); per epoch 0.786, 0.725, 0.901, 0.913. That is short of the 0.92 this
+config is meant to reach; the run took 50 min wall (18.5 min of CPU time) because the machine ran
+three other trainings at once (load ≈ 10). Train accuracy was still 0.91 at the end: the width-8
+network underfits, so the next step is more epochs or width 16, timed on a quiet machine.
 """
 
 from vision_jax.train.config import base_config
@@ -32,10 +36,10 @@ def get_config():
     c.optimizer.schedule = "cosine"
     c.optimizer.warmup_steps = 200
 
-    c.train.num_steps = 6 * STEPS_PER_EPOCH
+    c.train.num_steps = 4 * STEPS_PER_EPOCH
     c.train.batch_size = 128
     c.train.eval_batch_size = 500
     c.train.log_every = 100
-    c.train.eval_every = 2 * STEPS_PER_EPOCH
+    c.train.eval_every = STEPS_PER_EPOCH
     c.train.checkpoint_every = STEPS_PER_EPOCH
     return c
