@@ -9,6 +9,8 @@ reads (every loader also reads `data_dir`, the tfds data folder; None = tfds's d
 | `fashion_mnist_local` | Fashion-MNIST from the Debian package's IDX files   | root (default /usr/share/datasets/fashion-mnist) |
 | `mnist`, `fashion_mnist`, `cifar10`, `imagenet2012` | tfds catalogue (tfds_named.py) | download (default True)       |
 | `image_folder`        | the user's `root/<split>/<class>/*.jpg|png`         | root (required)                        |
+| `mask_folder`         | the user's `root/<split>/{images,masks}/` (mask_folder.py) | root (required)                 |
+| `oxford_iiit_pet`     | tfds pets, trimaps as background/pet/ignore (oxford_pet.py) | download (default True)        |
 | `coco/2017`, `voc/2007`, `voc/2012` | tfds detection catalogue (detection_tfds.py) | download (default True)      |
 | `coco_json`           | the user's `root/<split>.json` (COCO) + `root/<split>/` images (coco_json.py) | root (required), with_masks |
 
@@ -27,6 +29,8 @@ from vision_jax.data import coco_json
 from vision_jax.data import detection_tfds
 from vision_jax.data import fashion_mnist_local
 from vision_jax.data import image_folder
+from vision_jax.data import mask_folder
+from vision_jax.data import oxford_pet
 from vision_jax.data import shapes_builder
 from vision_jax.data import tfds_named
 from vision_jax.data.dataset_info import DatasetInfo
@@ -44,6 +48,8 @@ LOADERS: dict[str, Loader] = {
     "voc/2007": functools.partial(detection_tfds.load_tfds_detection, "voc/2007"),
     "voc/2012": functools.partial(detection_tfds.load_tfds_detection, "voc/2012"),
     "coco_json": coco_json.load_coco_json,
+    "mask_folder": mask_folder.load_mask_folder,
+    "oxford_iiit_pet": oxford_pet.load_oxford_pet,
 }
 
 

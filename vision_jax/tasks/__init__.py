@@ -9,10 +9,14 @@ import ml_collections
 
 from vision_jax.tasks.classification import ClassificationTask
 from vision_jax.tasks.localization import LocalizationTask
+from vision_jax.tasks.reconstruction import ReconstructionTask
+from vision_jax.tasks.segmentation import SegmentationTask
 
 TASKS = {
     "classification": ClassificationTask,
     "localization": LocalizationTask,
+    "reconstruction": ReconstructionTask,
+    "segmentation": SegmentationTask,
 }
 
 
