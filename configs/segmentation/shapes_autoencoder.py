@@ -37,7 +37,7 @@ def get_config():
     c.optimizer.warmup_steps = 100
 
     c.train.num_steps = 1500
-    c.train.batch_size = 16
+    c.train.batch_size = 8
     c.train.eval_batch_size = 100
     c.train.log_every = 50
     c.train.eval_every = 500

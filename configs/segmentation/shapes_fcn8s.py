@@ -2,8 +2,14 @@
 
     python scripts/train.py --config configs/segmentation/shapes_fcn8s.py --workdir runs/shapes_fcn8s
 
-Backbone: ResNet-18 (width 32, trained from scratch), FCN-8s skips from C4 and C3.
-Measured: see the README's results table (filled from runs on the 2-core CPU machine).
+Backbone: ResNet-18 (width 16, trained from scratch), FCN-8s skips from C4 and C3; AdamW 5e-3, cosine,
+4000 steps of 8 images (6.4 epochs of the 5000 training images), random flips.
+
+Measured on the 2-core CPU machine (shared: load average 9.2 at the start, 6.7 at the end), test split
+(500 images): mIoU 0.817, pixel accuracy 0.979, mean class accuracy 0.889, frequency-weighted IoU 0.961
+(IoU background 0.982, circle 0.921, square 0.821, triangle 0.747, star 0.675, cross 0.754); wall time
+of the whole command 15 min 42 s (data already generated; includes compilation, 2 evaluations,
+checkpoints). At step 2000: mIoU 0.772. FCN-32s on the same recipe: configs/segmentation/shapes_fcn32s.py.
 Own data: add `--config.data.name=mask_folder --config.data.root=DIR` (DIR/<split>/images, masks).
 """
 
@@ -32,10 +38,10 @@ def get_config():
     c.optimizer.weight_decay = 1e-4
     c.optimizer.warmup_steps = 100
 
-    c.train.num_steps = 2500
+    c.train.num_steps = 4000
     c.train.batch_size = 8
     c.train.eval_batch_size = 100
     c.train.log_every = 50
-    c.train.eval_every = 1250
-    c.train.checkpoint_every = 1250
+    c.train.eval_every = 2000
+    c.train.checkpoint_every = 2000
     return c

@@ -20,7 +20,7 @@ def conv2d_same(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None = Non
     out = np.zeros(x.shape[:3] + (kernel.shape[3],))
     for a in range(kh):
         for b in range(kw):
-            out += np.einsum("bhwc,co->bhwo", padded[:, a:a + height, b:b + width], kernel[a, b])
+            out += np.einsum("bhwc,co->bhwo", padded[:, a : a + height, b : b + width], kernel[a, b])
     return out if bias is None else out + bias
 
 
@@ -36,10 +36,11 @@ def transposed_conv(x: np.ndarray, kernel: np.ndarray, factor: int) -> np.ndarra
     full = np.zeros((batch, (height - 1) * factor + size, (width - 1) * factor + size, kernel.shape[3]))
     for i in range(height):
         for j in range(width):
-            full[:, i * factor:i * factor + size, j * factor:j * factor + size] += np.einsum(
-                "nc,abco->nabo", x[:, i, j], kernel)
+            full[:, i * factor : i * factor + size, j * factor : j * factor + size] += np.einsum(
+                "nc,abco->nabo", x[:, i, j], kernel
+            )
     crop = factor // 2
-    return full[:, crop:crop + height * factor, crop:crop + width * factor]
+    return full[:, crop : crop + height * factor, crop : crop + width * factor]
 
 
 def interp_taps(factor: int) -> np.ndarray:
@@ -50,7 +51,7 @@ def interp_taps(factor: int) -> np.ndarray:
     response = np.interp((np.arange(n * factor) + 0.5) / factor, np.arange(n) + 0.5, impulse)
     size = 2 * factor - factor % 2
     start = (n // 2) * factor - factor // 2
-    return response[start:start + size]
+    return response[start : start + size]
 
 
 def fixed_bilinear_upsample(x: np.ndarray, factor: int) -> np.ndarray:

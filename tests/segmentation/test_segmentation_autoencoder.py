@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vision_jax.models.autoencoder import ConvAutoencoder, copy_encoder_params
-from vision_jax.models.backbones import ResNet, VGG16
+from vision_jax.models.backbones import VGG16, ResNet
 from vision_jax.models.fcn import FCN
 from vision_jax.models.segnet import SegNet
 
@@ -20,15 +20,21 @@ def numpy_variables(model, shape, rng):
 
 def test_cae_reconstructs_any_size_in_the_unit_range(seed):
     rng = np.random.default_rng(seed)
-    model = ConvAutoencoder(backbone=ResNet(stage_sizes=(1, 1, 1), block="basic", width=4), feature="C4",
-                            code_stride=16, decoder_min_features=4)
+    model = ConvAutoencoder(
+        backbone=ResNet(stage_sizes=(1, 1, 1), block="basic", width=4),
+        feature="C4",
+        code_stride=16,
+        decoder_min_features=4,
+    )
     images = rng.normal(size=(2, 37, 21, 3)).astype(np.float32)
     variables = numpy_variables(model, (1, 37, 21, 3), rng)
     out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
     assert out.shape == images.shape and out.dtype == jnp.float32
     assert np.all((np.asarray(out) >= 0) & (np.asarray(out) <= 1)), f"seed={seed}"
     with pytest.raises(ValueError, match="stride 16, but code_stride=8"):
-        jax.eval_shape(lambda: model.clone(code_stride=8).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))
+        jax.eval_shape(
+            lambda: model.clone(code_stride=8).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+        )
 
 
 @pytest.mark.parametrize("target", ["fcn", "segnet"])
@@ -61,8 +67,9 @@ def test_encoder_copies_exactly_into_a_segmenter(target, seed):
 def test_mismatched_encoders_are_refused_with_the_differing_paths(seed):
     rng = np.random.default_rng(seed)
     shape = (1, 32, 32, 3)
-    cae = ConvAutoencoder(backbone=ResNet(stage_sizes=(1, 1, 1, 1), block="basic", width=4), feature="C4",
-                          code_stride=16)
+    cae = ConvAutoencoder(
+        backbone=ResNet(stage_sizes=(1, 1, 1, 1), block="basic", width=4), feature="C4", code_stride=16
+    )
     fcn = FCN(backbone=ResNet(stage_sizes=(1, 1, 1, 1), block="basic", width=8), num_classes=2, head_features=0)
     with pytest.raises(ValueError, match=r"shape mismatches \[.*conv1.*\(7, 7, 3, 4\) vs \(7, 7, 3, 8\)"):
         copy_encoder_params(numpy_variables(cae, shape, rng), numpy_variables(fcn, shape, rng))

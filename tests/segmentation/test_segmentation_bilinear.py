@@ -5,8 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vision_jax.models.heads.bilinear_upsampling import (BilinearConvTranspose, bilinear_kernel,
-                                                         bilinear_kernel_size)
+from vision_jax.models.heads.bilinear_upsampling import BilinearConvTranspose, bilinear_kernel, bilinear_kernel_size
 
 FACTORS = (2, 3, 8, 32)
 
@@ -36,7 +35,7 @@ def test_kernel_is_the_impulse_response_of_linear_interpolation(factor):
     start = (n // 2) * factor - factor // 2
     taps = np.zeros(size)
     inside = slice(max(start, 0), min(start + size, n * factor))
-    taps[inside.start - start:inside.stop - start] = response[inside]
+    taps[inside.start - start : inside.stop - start] = response[inside]
     channels = 3
     kernel = bilinear_kernel(factor, channels, np.float64)
     assert kernel.shape == (size, size, channels, channels)
@@ -60,8 +59,9 @@ def test_fixed_upsampling_reproduces_a_ramp_exactly_in_the_interior(factor, seed
     x = (np.arange(width * factor) + 0.5) / factor - 0.5
     expected = offset + slope_y * y[:, None] + slope_x * x[None, :]
     keep = np.ix_(interior(height, factor), interior(width, factor))
-    np.testing.assert_allclose(np.asarray(out)[0, :, :, 0][keep], expected[keep], atol=2e-5, rtol=1e-6,
-                               err_msg=f"seed={seed} factor={factor}")
+    np.testing.assert_allclose(
+        np.asarray(out)[0, :, :, 0][keep], expected[keep], atol=2e-5, rtol=1e-6, err_msg=f"seed={seed} factor={factor}"
+    )
 
 
 @pytest.mark.parametrize("factor", (2, 3))
@@ -83,15 +83,19 @@ def test_learned_kernel_scatters_as_stored(seed):
     factor, size = 2, bilinear_kernel_size(2)
     x = rng.normal(size=(1, 3, 4, 2))
     kernel = rng.normal(size=(size, size, 2, 2))
-    out = BilinearConvTranspose(factor).apply({"params": {"kernel": jnp.asarray(kernel, jnp.float32)}},
-                                              jnp.asarray(x, jnp.float32))
+    out = BilinearConvTranspose(factor).apply(
+        {"params": {"kernel": jnp.asarray(kernel, jnp.float32)}}, jnp.asarray(x, jnp.float32)
+    )
     full = np.zeros((1, 2 * factor + size, 3 * factor + size, 2))
     for i in range(3):
         for j in range(4):
-            full[0, i * factor:i * factor + size, j * factor:j * factor + size] += np.einsum("c,abco->abo", x[0, i, j], kernel)
+            full[0, i * factor : i * factor + size, j * factor : j * factor + size] += np.einsum(
+                "c,abco->abo", x[0, i, j], kernel
+            )
     crop = factor // 2
-    np.testing.assert_allclose(np.asarray(out), full[:, crop:crop + 3 * factor, crop:crop + 4 * factor], atol=1e-5,
-                               err_msg=f"seed={seed}")
+    np.testing.assert_allclose(
+        np.asarray(out), full[:, crop : crop + 3 * factor, crop : crop + 4 * factor], atol=1e-5, err_msg=f"seed={seed}"
+    )
 
 
 def test_fixed_upsampling_has_no_parameters_and_learned_starts_bilinear():

@@ -13,8 +13,9 @@ from PIL import Image
 from vision_jax.data import datasets
 
 
-def write_mask_folder(root, rng, splits=("train", "val"), num_per_split=3, num_classes=4, classes_txt=None,
-                      palette=False):
+def write_mask_folder(
+    root, rng, splits=("train", "val"), num_per_split=3, num_classes=4, classes_txt=None, palette=False
+):
     """Writes root/<split>/images/*.png|jpg and masks/*.png of random sizes; returns {split: [(image, mask)]}."""
     written = {}
     for split in splits:

@@ -37,14 +37,21 @@ def random_batches(rng, num_classes, num_batches, batch, height, width):
         probabilities = rng.dirichlet(np.full(num_classes, 0.3))
         labels = rng.choice(num_classes, size=(batch, height, width), p=probabilities)
         labels[rng.uniform(size=labels.shape) < 0.15] = 255
-        predictions = np.where(rng.uniform(size=labels.shape) < 0.6, np.where(labels == 255, 0, labels),
-                               rng.integers(0, num_classes, size=labels.shape))
+        predictions = np.where(
+            rng.uniform(size=labels.shape) < 0.6,
+            np.where(labels == 255, 0, labels),
+            rng.integers(0, num_classes, size=labels.shape),
+        )
         valid = np.ones(batch, bool)
         if index == num_batches - 1:
-            valid[rng.integers(1, batch):] = False
+            valid[rng.integers(1, batch) :] = False
             predictions[~valid] = rng.integers(0, 10**6)  # garbage on padding must not be read
-        batches.append(({"labels": predictions.astype(np.int32)},
-                        {"segmentation": labels.astype(np.int32), "example_valid": valid}))
+        batches.append(
+            (
+                {"labels": predictions.astype(np.int32)},
+                {"segmentation": labels.astype(np.int32), "example_valid": valid},
+            )
+        )
     return batches
 
 

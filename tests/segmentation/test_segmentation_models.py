@@ -1,15 +1,16 @@
 """FCN-32s/16s/8s and SegNet against float64 NumPy forward passes with random weights, on sizes that are
 not multiples of 32; the full-size VGG-16 FCN-8s config traced with eval_shape."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
-
 import segmentation_reference as ref
+
 from vision_jax.data.dataset_info import DatasetInfo
-from vision_jax.models.backbones import ResNet, VGG16
+from vision_jax.models.backbones import VGG16, ResNet
 from vision_jax.models.fcn import FCN
 from vision_jax.models.segnet import SegNet
 from vision_jax.tasks.segmentation import SegmentationTask
@@ -37,17 +38,26 @@ def fcn_reference(model: FCN, variables: dict, images: np.ndarray) -> np.ndarray
     return ref.fixed_bilinear_upsample(score, factor)[:, :height, :width]
 
 
-@pytest.mark.parametrize("variant,backbone,head_features", [
-    ("32s", TINY_RESNET, 0),
-    ("16s", VGG16(width=2), 6),
-    ("8s", VGG16(width=2, batch_norm=True), 6),
-])
+@pytest.mark.parametrize(
+    "variant,backbone,head_features",
+    [
+        ("32s", TINY_RESNET, 0),
+        ("16s", VGG16(width=2), 6),
+        ("8s", VGG16(width=2, batch_norm=True), 6),
+    ],
+)
 def test_fcn_matches_numpy_on_sizes_that_are_not_multiples_of_32(variant, backbone, head_features, seed):
     rng = np.random.default_rng(seed)
     height, width = rng.integers(33, 80, size=2)
     images = rng.normal(size=(2, height, width, 3)).astype(np.float32)
-    model = FCN(backbone=backbone, num_classes=3, variant=variant, head_features=head_features,
-                head_kernel_size=3, dropout_rate=0.5)
+    model = FCN(
+        backbone=backbone,
+        num_classes=3,
+        variant=variant,
+        head_features=head_features,
+        head_kernel_size=3,
+        dropout_rate=0.5,
+    )
     variables = ref.random_variables(model, images, rng)
     logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
     assert logits.shape == (2, height, width, 3) and logits.dtype == jnp.float32
@@ -56,11 +66,12 @@ def test_fcn_matches_numpy_on_sizes_that_are_not_multiples_of_32(variant, backbo
     assert error < 1e-4, f"seed={seed} size={height}x{width}: relative error {error:.2e}"
 
 
-def segnet_reference(variables: dict, images: np.ndarray, convs_per_block, width: int) -> np.ndarray:
-    multipliers = (1, 2, 4, 8, 8)
+def segnet_reference(variables: dict, images: np.ndarray, convs_per_block) -> np.ndarray:
     num_blocks = len(convs_per_block)
     height, width_px = images.shape[1:3]
-    x = np.pad(images.astype(np.float64), ((0, 0), (0, -height % 2**num_blocks), (0, -width_px % 2**num_blocks), (0, 0)))
+    x = np.pad(
+        images.astype(np.float64), ((0, 0), (0, -height % 2**num_blocks), (0, -width_px % 2**num_blocks), (0, 0))
+    )
     p, s = ref.to_float64(variables["params"]), ref.to_float64(variables["batch_stats"])
 
     def conv_bn_relu(x, part, name):
@@ -92,7 +103,7 @@ def test_segnet_matches_numpy_unpooling_at_the_encoder_argmax(seed):
     variables = ref.random_variables(model, images, rng)
     logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
     assert logits.shape == (2, height, width_px, 3)
-    expected = segnet_reference(variables, images, convs_per_block, width)
+    expected = segnet_reference(variables, images, convs_per_block)
     error = np.max(np.abs(np.asarray(logits, np.float64) - expected)) / np.max(np.abs(expected))
     assert error < 1e-4, f"seed={seed} size={height}x{width_px}: relative error {error:.2e}"
 
@@ -100,7 +111,9 @@ def test_segnet_matches_numpy_unpooling_at_the_encoder_argmax(seed):
 def test_unknown_variant_and_missing_skip_are_refused():
     images = jnp.zeros((1, 32, 32, 3))
     with pytest.raises(ValueError, match="unknown FCN variant '4s'"):
-        jax.eval_shape(lambda: FCN(backbone=TINY_RESNET, num_classes=2, variant="4s").init(jax.random.key(0), images, train=False))
+        jax.eval_shape(
+            lambda: FCN(backbone=TINY_RESNET, num_classes=2, variant="4s").init(jax.random.key(0), images, train=False)
+        )
     two_stage = ResNet(stage_sizes=(1, 1), block="basic", width=2)  # returns C2, C3 only
     with pytest.raises(ValueError, match="no feature 'C5'"):
         jax.eval_shape(lambda: FCN(backbone=two_stage, num_classes=2).init(jax.random.key(0), images, train=False))
@@ -109,7 +122,7 @@ def test_unknown_variant_and_missing_skip_are_refused():
 def vgg16_fcn8s_parameter_count(num_classes: int, head: int = 4096, fc6_kernel: int = 7) -> int:
     """Counted from the architecture: VGG-16's 13 convs, fc6/fc7, three 1x1 scores, two 4x4 x2 upsamplings."""
     channels = [3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
-    convs = sum(9 * c_in * c_out + c_out for c_in, c_out in zip(channels[:-1], channels[1:]))
+    convs = sum(9 * c_in * c_out + c_out for c_in, c_out in itertools.pairwise(channels))
     fc = fc6_kernel**2 * 512 * head + head + head * head + head
     scores = (head + 1) * num_classes + (512 + 1) * num_classes + (256 + 1) * num_classes
     upsampling = 2 * 4 * 4 * num_classes * num_classes
@@ -120,13 +133,21 @@ def test_full_size_vgg16_fcn8s_config_builds_and_traces(repo_root):
     import importlib.util
     import os
 
-    spec = importlib.util.spec_from_file_location("pets", os.path.join(repo_root, "configs/segmentation/pets_fcn8s_vgg16.py"))
+    spec = importlib.util.spec_from_file_location(
+        "pets", os.path.join(repo_root, "configs/segmentation/pets_fcn8s_vgg16.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config()
-    info = DatasetInfo(name="oxford_iiit_pet", num_classes=1, class_names=("pet",), num_examples={"train": 3680},
-                       image_shape=(None, None, 3), has=frozenset({"segmentation"}),
-                       segmentation_class_names=("background", "pet"))
+    info = DatasetInfo(
+        name="oxford_iiit_pet",
+        num_classes=1,
+        class_names=("pet",),
+        num_examples={"train": 3680},
+        image_shape=(None, None, 3),
+        has=frozenset({"segmentation"}),
+        segmentation_class_names=("background", "pet"),
+    )
     task = SegmentationTask(config)
     model = task.build_model(info)
     size = config.data.image_size
@@ -134,12 +155,15 @@ def test_full_size_vgg16_fcn8s_config_builds_and_traces(repo_root):
     count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))
     assert count == vgg16_fcn8s_parameter_count(2), count
     for shape in ((2, size, size, 3), (1, 375, 500, 3)):  # a pets-like size, not a multiple of 32
-        logits = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, jax.ShapeDtypeStruct(shape, jnp.float32))
+        logits = jax.eval_shape(
+            lambda v, x: model.apply(v, x, train=False), variables, jax.ShapeDtypeStruct(shape, jnp.float32)
+        )
         assert logits.shape == shape[:3] + (2,) and logits.dtype == jnp.float32
-    batch = {"image": jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32),
-             "segmentation": jax.ShapeDtypeStruct((2, size, size), jnp.int32)}
-    loss, (metrics, _) = jax.eval_shape(
-        lambda v, b: task.loss(model, v, b, jax.random.key(0), True), variables, batch)
+    batch = {
+        "image": jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32),
+        "segmentation": jax.ShapeDtypeStruct((2, size, size), jnp.int32),
+    }
+    loss, (metrics, _) = jax.eval_shape(lambda v, b: task.loss(model, v, b, jax.random.key(0), True), variables, batch)
     assert loss.shape == () and set(metrics) == {"pixel_accuracy"}
     predictions = jax.eval_shape(lambda v, b: task.predict(model, v, b), variables, batch)
     assert predictions["labels"].shape == (2, size, size) and predictions["labels"].dtype == jnp.int32

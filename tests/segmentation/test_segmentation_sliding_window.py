@@ -41,12 +41,13 @@ def test_cnn_logits_equal_the_classifier_on_explicit_crops(seed):
     rng = np.random.default_rng(seed)
     patch = 16
     images = rng.normal(size=(1, 12, 10, 3)).astype(np.float32)
-    model = centre_pixel_classifier(ResNet(stage_sizes=(1, 1), block="basic", width=4), num_classes=3,
-                                    feature="C3")
+    model = centre_pixel_classifier(ResNet(stage_sizes=(1, 1), block="basic", width=4), num_classes=3, feature="C3")
     variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, patch, patch, 3)), train=False))(
-        jax.random.key(seed, impl="rbg"))
-    out = jax.jit(lambda v, x: sliding_window_logits(lambda crops: model.apply(v, crops, train=False), x, patch,
-                                                     chunk_size=32))(variables, images)
+        jax.random.key(seed, impl="rbg")
+    )
+    out = jax.jit(
+        lambda v, x: sliding_window_logits(lambda crops: model.apply(v, crops, train=False), x, patch, chunk_size=32)
+    )(variables, images)
     pixels = [(int(r), int(c)) for r, c in zip(rng.integers(0, 12, 6), rng.integers(0, 10, 6))] + [(0, 0), (11, 9)]
     crops = np.stack([numpy_crop(images, 0, r, c, patch) for r, c in pixels])
     expected = np.asarray(model.apply(variables, crops, train=False))

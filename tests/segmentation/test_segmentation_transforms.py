@@ -22,10 +22,12 @@ def numpy_nearest(mask, new_h, new_w):
 
 def numpy_bilinear_upscale(image, new_h, new_w):
     """Half-pixel-centre bilinear (edge-clamped) resize of [H, W, C], separable with np.interp."""
+
     def along(values, axis, new_len):
         old_len = values.shape[axis]
         positions = (np.arange(new_len) + 0.5) * old_len / new_len
         return np.apply_along_axis(lambda v: np.interp(positions, np.arange(old_len) + 0.5, v), axis, values)
+
     return along(along(image.astype(np.float64), 0, new_h), 1, new_w)
 
 
@@ -71,8 +73,14 @@ def test_train_transform_keeps_image_and_mask_aligned(min_scale, max_scale, seed
         height, width = rng.integers(20, 70, size=2)
         image, mask = block_scene(rng, height, width)
         out_image, out_mask = st.train_transform(
-            tf.constant(image), tf.constant(mask), tf.constant([seed, trial], tf.int64), size=size,
-            min_scale=min_scale, max_scale=max_scale, flip=True)
+            tf.constant(image),
+            tf.constant(mask),
+            tf.constant([seed, trial], tf.int64),
+            size=size,
+            min_scale=min_scale,
+            max_scale=max_scale,
+            flip=True,
+        )
         out_image, out_mask = out_image.numpy(), out_mask.numpy()
         assert out_image.shape == (size, size, 3) and out_mask.shape == (size, size)
         labelled = out_mask != 255
@@ -82,17 +90,21 @@ def test_train_transform_keeps_image_and_mask_aligned(min_scale, max_scale, seed
         uniform = np.ones_like(labelled)
         for dy in range(5):
             for dx in range(5):
-                uniform &= padded[dy:dy + size, dx:dx + size] == out_mask
+                uniform &= padded[dy : dy + size, dx : dx + size] == out_mask
         red = (out_image[..., 0] * red_std + red_mean) * 255.0
         inside = uniform & labelled
-        np.testing.assert_allclose(red[inside], 40.0 * out_mask[inside], atol=0.5,
-                                   err_msg=f"seed={seed} trial={trial}: image and mask disagree")
+        np.testing.assert_allclose(
+            red[inside],
+            40.0 * out_mask[inside],
+            atol=0.5,
+            err_msg=f"seed={seed} trial={trial}: image and mask disagree",
+        )
         # Padding: the image is 0 (the mean colour) wherever the map is padding beyond the image.
         if min_scale == max_scale == 1.0:
             fit_h, fit_w = numpy_fit(height, width, size)
             assert labelled.sum() == fit_h * fit_w, f"seed={seed}: scale 1 must keep the whole fitted image"
             left = np.array_equal(out_mask[:fit_h, :fit_w], numpy_nearest(mask, fit_h, fit_w))
-            right = np.array_equal(out_mask[:fit_h, size - fit_w:], numpy_nearest(mask, fit_h, fit_w)[:, ::-1])
+            right = np.array_equal(out_mask[:fit_h, size - fit_w :], numpy_nearest(mask, fit_h, fit_w)[:, ::-1])
             assert left or right, f"seed={seed} trial={trial}: neither the map nor its mirror image"
             flipped_any |= right and not left
             unflipped_any |= left and not right
@@ -102,5 +114,11 @@ def test_train_transform_keeps_image_and_mask_aligned(min_scale, max_scale, seed
 
 def test_bad_scale_range_is_refused():
     with pytest.raises(ValueError, match="min_scale"):
-        st.train_transform(tf.zeros([4, 4, 3]), tf.zeros([4, 4], tf.uint8), tf.constant([0, 0], tf.int64),
-                           size=4, min_scale=2.0, max_scale=1.0)
+        st.train_transform(
+            tf.zeros([4, 4, 3]),
+            tf.zeros([4, 4], tf.uint8),
+            tf.constant([0, 0], tf.int64),
+            size=4,
+            min_scale=2.0,
+            max_scale=1.0,
+        )

@@ -46,6 +46,7 @@ CLASSES_FILE = "classes.txt"
 MASK_MODES = ("L", "P")
 SPLIT_ALIASES = ("val", "validation", "test")
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+logger = logging.getLogger(__name__)
 
 
 def _splits(root: str) -> list[str]:
@@ -55,18 +56,22 @@ def _splits(root: str) -> list[str]:
 def resolve_split(root: str, split: str) -> str:
     """The folder name of `split` under root (see the module docstring for val/validation/test)."""
     if not root or not os.path.isdir(root):
-        raise ValueError(f"mask_folder: root {root!r} is not a folder; set --config.data.root=DIR with "
-                         "DIR/<split>/images/* and DIR/<split>/masks/*.png")
+        raise ValueError(
+            f"mask_folder: root {root!r} is not a folder; set --config.data.root=DIR with "
+            "DIR/<split>/images/* and DIR/<split>/masks/*.png"
+        )
     available = _splits(root)
     if split in available:
         return split
     if split in SPLIT_ALIASES:
         stand_ins = [s for s in SPLIT_ALIASES if s in available]
         if len(stand_ins) == 1:
-            logging.warning("mask_folder: split %r not found in %s; using %r instead", split, root, stand_ins[0])
+            logger.warning("mask_folder: split %r not found in %s; using %r instead", split, root, stand_ins[0])
             return stand_ins[0]
-    raise ValueError(f"mask_folder: split {split!r} not found in {root} (a split is a folder holding images/); "
-                     f"available splits: {available}")
+    raise ValueError(
+        f"mask_folder: split {split!r} not found in {root} (a split is a folder holding images/); "
+        f"available splits: {available}"
+    )
 
 
 def list_pairs(root: str, split: str) -> tuple[list[str], list[str]]:
@@ -75,14 +80,22 @@ def list_pairs(root: str, split: str) -> tuple[list[str], list[str]]:
     images_dir, masks_dir = os.path.join(root, split, "images"), os.path.join(root, split, "masks")
     if not os.path.isdir(masks_dir):
         raise ValueError(f"mask_folder: {masks_dir} is missing (masks go in <split>/masks/<image base name>.png)")
-    images = {os.path.splitext(f)[0]: os.path.join(images_dir, f) for f in sorted(os.listdir(images_dir))
-              if f.lower().endswith(IMAGE_EXTENSIONS)}
-    masks = {os.path.splitext(f)[0]: os.path.join(masks_dir, f) for f in sorted(os.listdir(masks_dir))
-             if f.lower().endswith(".png")}
+    images = {
+        os.path.splitext(f)[0]: os.path.join(images_dir, f)
+        for f in sorted(os.listdir(images_dir))
+        if f.lower().endswith(IMAGE_EXTENSIONS)
+    }
+    masks = {
+        os.path.splitext(f)[0]: os.path.join(masks_dir, f)
+        for f in sorted(os.listdir(masks_dir))
+        if f.lower().endswith(".png")
+    }
     if not images:
         raise ValueError(f"mask_folder: no images ({'|'.join(IMAGE_EXTENSIONS)}) in {images_dir}")
-    for what, names, where in (("mask", sorted(set(images) - set(masks)), masks_dir),
-                               ("image", sorted(set(masks) - set(images)), images_dir)):
+    for what, names, where in (
+        ("mask", sorted(set(images) - set(masks)), masks_dir),
+        ("image", sorted(set(masks) - set(images)), images_dir),
+    ):
         if names:
             raise ValueError(f"mask_folder: no {what} in {where} for {len(names)} file(s), e.g. {names[:5]}")
     names = sorted(images)
@@ -94,11 +107,15 @@ def list_pairs(root: str, split: str) -> tuple[list[str], list[str]]:
             raise ValueError(f"mask_folder: {image_path} is not a readable JPEG or PNG image (first bytes {head!r})")
         with Image.open(image_path) as image, Image.open(mask_path) as mask:
             if mask.format != "PNG" or mask.mode not in MASK_MODES:
-                raise ValueError(f"mask_folder: {mask_path} must be an 8-bit single-channel PNG (mode L or P), "
-                                 f"got format {mask.format} mode {mask.mode}")
+                raise ValueError(
+                    f"mask_folder: {mask_path} must be an 8-bit single-channel PNG (mode L or P), "
+                    f"got format {mask.format} mode {mask.mode}"
+                )
             if mask.size != image.size:
-                raise ValueError(f"mask_folder: {mask_path} is {mask.size[0]}x{mask.size[1]} (WxH) but its image "
-                                 f"{image_path} is {image.size[0]}x{image.size[1]}")
+                raise ValueError(
+                    f"mask_folder: {mask_path} is {mask.size[0]}x{mask.size[1]} (WxH) but its image "
+                    f"{image_path} is {image.size[0]}x{image.size[1]}"
+                )
     return image_paths, mask_paths
 
 
@@ -128,8 +145,10 @@ def class_names_of(root: str) -> tuple[str, ...]:
                     largest = max(largest, int(values.max()))
         names = tuple(f"class_{k}" for k in range(largest + 1))
     if len(names) < 2:
-        raise ValueError(f"mask_folder: {root} has {len(names)} class(es) {list(names)}; segmentation needs at least "
-                         f"2 (give {CLASSES_FILE} or masks with values 0..K-1)")
+        raise ValueError(
+            f"mask_folder: {root} has {len(names)} class(es) {list(names)}; segmentation needs at least "
+            f"2 (give {CLASSES_FILE} or masks with values 0..K-1)"
+        )
     if len(names) > SEGMENTATION_IGNORE_VALUE:
         raise ValueError(f"mask_folder: {len(names)} classes, but 8-bit masks hold at most 255 (255 = ignore)")
     return names
@@ -139,12 +158,16 @@ def _checked_mask(path: bytes, num_classes: np.ndarray) -> np.ndarray:
     mask = read_mask(path.decode())
     bad = (mask >= num_classes) & (mask != SEGMENTATION_IGNORE_VALUE)
     if bad.any():
-        raise ValueError(f"mask_folder: {path.decode()} has value {int(mask[bad][0])} at {bad.sum()} pixel(s), "
-                         f"but there are {int(num_classes)} classes (0..{int(num_classes) - 1}, 255 = ignore)")
+        raise ValueError(
+            f"mask_folder: {path.decode()} has value {int(mask[bad][0])} at {bad.sum()} pixel(s), "
+            f"but there are {int(num_classes)} classes (0..{int(num_classes) - 1}, 255 = ignore)"
+        )
     return mask
 
 
-def load_mask_folder(data_config, split: str, *, process_index: int, process_count: int) -> tuple[tf.data.Dataset, DatasetInfo]:
+def load_mask_folder(
+    data_config, split: str, *, process_index: int, process_count: int
+) -> tuple[tf.data.Dataset, DatasetInfo]:
     """Loader for name 'mask_folder'. data_config keys: root (required, the folder above the splits)."""
     tfds_reading.check_process(process_index, process_count)
     root = data_config.get("root")
@@ -153,11 +176,13 @@ def load_mask_folder(data_config, split: str, *, process_index: int, process_cou
     names = class_names_of(root)
     num_examples = {s: _count_images(root, s) for s in _splits(root)}
     num_examples[split] = len(image_paths)
-    ds = tf.data.Dataset.from_tensor_slices({
-        "image_path": tf.constant(image_paths),
-        "mask_path": tf.constant(mask_paths),
-        "image_id": tf.range(len(image_paths), dtype=tf.int64),
-    })
+    ds = tf.data.Dataset.from_tensor_slices(
+        {
+            "image_path": tf.constant(image_paths),
+            "mask_path": tf.constant(mask_paths),
+            "image_id": tf.range(len(image_paths), dtype=tf.int64),
+        }
+    )
     ds = ds.shard(process_count, process_index)
 
     def read(example):

@@ -43,7 +43,9 @@ def _to_canonical(example: dict) -> dict:
     }
 
 
-def load_oxford_pet(data_config, split: str, *, process_index: int, process_count: int) -> tuple[tf.data.Dataset, DatasetInfo]:
+def load_oxford_pet(
+    data_config, split: str, *, process_index: int, process_count: int
+) -> tuple[tf.data.Dataset, DatasetInfo]:
     """Loader for name 'oxford_iiit_pet'. data_config keys: data_dir (None = tfds default), download
     (bool, default True)."""
     builder = tfds.builder(NAME, data_dir=data_config.get("data_dir"))
@@ -51,7 +53,7 @@ def load_oxford_pet(data_config, split: str, *, process_index: int, process_coun
         tfds_reading.prepare(
             builder,
             what_to_do=f"Without internet, prepare it on a machine with internet (`tfds build {NAME}`) and copy "
-                       f"{builder.name}/ into data_dir.",
+            f"{builder.name}/ into data_dir.",
         )
     elif not builder.is_prepared():
         raise ValueError(f"tfds dataset {NAME!r} is not prepared in data_dir {builder.data_dir} and download=False")

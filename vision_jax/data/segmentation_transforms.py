@@ -34,8 +34,9 @@ def fit_size(height: tf.Tensor, width: tf.Tensor, size: int, factor: tf.Tensor |
     return tf.maximum(1, tf.cast(tf.floor(tf.stack([h, w]) * scale + 0.5), tf.int32))
 
 
-def resize_image_and_segmentation(image: tf.Tensor, segmentation: tf.Tensor, new_size: tf.Tensor
-                                  ) -> tuple[tf.Tensor, tf.Tensor]:
+def resize_image_and_segmentation(
+    image: tf.Tensor, segmentation: tf.Tensor, new_size: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Resizes image [H, W, C] (bilinear, antialiased when shrinking; float32 out) and segmentation
     [H, W] (nearest, dtype kept) to new_size = (h, w)."""
     new_size = tf.cast(new_size, tf.int32)
@@ -80,8 +81,9 @@ def train_transform(
         factor = tf.constant(min_scale, tf.float64)
     image, segmentation = resize_image_and_segmentation(image, segmentation, fit_size(shape[0], shape[1], size, factor))
     segmentation = tf.cast(segmentation, tf.int32)
-    image, segmentation, _ = transforms.random_crop(image, segmentation, crop_seed, size=(size, size),
-                                                    image_pad_value=0.0, ignore_value=IGNORE_VALUE)
+    image, segmentation, _ = transforms.random_crop(
+        image, segmentation, crop_seed, size=(size, size), image_pad_value=0.0, ignore_value=IGNORE_VALUE
+    )
     if flip:
         image, _, segmentation = transforms.random_horizontal_flip(image, None, segmentation, flip_seed)
     return image, segmentation

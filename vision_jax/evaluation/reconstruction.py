@@ -8,7 +8,7 @@ reconstruction (mse_i = 0) counts as `max_psnr` dB so the mean stays finite.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -20,7 +20,9 @@ def per_image_psnr(reconstructions: np.ndarray, targets: np.ndarray, max_psnr: f
     reconstructions = np.asarray(reconstructions, np.float64)
     targets = np.asarray(targets, np.float64)
     if reconstructions.shape != targets.shape or reconstructions.ndim != 4:
-        raise ValueError(f"reconstructions {reconstructions.shape} and targets {targets.shape} must both be [B, H, W, C]")
+        raise ValueError(
+            f"reconstructions {reconstructions.shape} and targets {targets.shape} must both be [B, H, W, C]"
+        )
     mse = np.mean((reconstructions - targets) ** 2, axis=(1, 2, 3))
     with np.errstate(divide="ignore"):
         return np.minimum(-10.0 * np.log10(mse), max_psnr)

@@ -17,15 +17,16 @@ each class's IoU (NaN when undefined).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 IGNORE_INDEX = 255
 
 
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int,
-                     ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+def confusion_matrix(
+    labels: np.ndarray, predictions: np.ndarray, num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> np.ndarray:
     """int64 [C, C] counts, rows = true class, columns = predicted class, over pixels not ignored.
 
     labels, predictions: integer arrays of the same shape. Raises ValueError for a true label outside
@@ -40,8 +41,9 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     for what, values in (("true label", labels), ("predicted label", predictions)):
         bad = (values < 0) | (values >= num_classes)
         if bad.any():
-            raise ValueError(f"{what} {int(values[bad][0])} is outside [0, {num_classes}) and is not the "
-                             f"ignore index {ignore_index}")
+            raise ValueError(
+                f"{what} {int(values[bad][0])} is outside [0, {num_classes}) and is not the ignore index {ignore_index}"
+            )
     return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
@@ -101,7 +103,7 @@ class SegmentationEvaluator:
         predicted = np.asarray(predictions["labels"])[valid]
         self.confusion += confusion_matrix(labels, predicted, self.num_classes, self.ignore_index)
 
-    def merge(self, other: "SegmentationEvaluator") -> None:
+    def merge(self, other: SegmentationEvaluator) -> None:
         """Adds another evaluator's counts (e.g. one gathered from another process)."""
         if other.num_classes != self.num_classes:
             raise ValueError(f"cannot merge evaluators of {other.num_classes} and {self.num_classes} classes")

@@ -35,91 +35,96 @@ from vision_jax.models.heads.bilinear_upsampling import BilinearConvTranspose
 
 # Backbone features fused by each variant, coarsest first.
 VARIANT_FEATURES: dict[str, tuple[str, ...]] = {
-    '32s': ('C5',),
-    '16s': ('C5', 'C4'),
-    '8s': ('C5', 'C4', 'C3'),
+    "32s": ("C5",),
+    "16s": ("C5", "C4"),
+    "8s": ("C5", "C4", "C3"),
 }
 
 
 def pad_to_multiple(images: jax.Array, multiple: int) -> jax.Array:
-  """Zero-pads [B, H, W, C] at the bottom and right to sides that are multiples of `multiple`."""
-  height, width = images.shape[1], images.shape[2]
-  pad_h, pad_w = -height % multiple, -width % multiple
-  if pad_h == 0 and pad_w == 0:
-    return images
-  return jnp.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
+    """Zero-pads [B, H, W, C] at the bottom and right to sides that are multiples of `multiple`."""
+    height, width = images.shape[1], images.shape[2]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h == 0 and pad_w == 0:
+        return images
+    return jnp.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
 
 
 def integer_factor(larger: int, smaller: int, what: str) -> int:
-  """larger / smaller when it is a whole number; ValueError naming `what` otherwise."""
-  if smaller <= 0 or larger % smaller:
-    raise ValueError(f'{what}: size {larger} is not a whole multiple of {smaller}; pad the input to a '
-                     'multiple of the backbone stride (size_multiple)')
-  return larger // smaller
+    """larger / smaller when it is a whole number; ValueError naming `what` otherwise."""
+    if smaller <= 0 or larger % smaller:
+        raise ValueError(
+            f"{what}: size {larger} is not a whole multiple of {smaller}; pad the input to a "
+            "multiple of the backbone stride (size_multiple)"
+        )
+    return larger // smaller
 
 
 class FCN(nn.Module):
-  """FCN-32s / 16s / 8s on any backbone returning 'C3', 'C4', 'C5'.
+    """FCN-32s / 16s / 8s on any backbone returning 'C3', 'C4', 'C5'.
 
-  Attributes:
-    backbone: module (images, train) -> dict of features.
-    num_classes: output channels (semantic classes, background included).
-    variant: '32s', '16s' or '8s'.
-    head_features: channels of fc6/fc7 as convolutions (4096 in the paper); 0 = no fc6/fc7 (score C5
-      directly, the usual choice for ResNets).
-    head_kernel_size: fc6's kernel side (7 in the paper, on VGG's 7x7 pool5 grid), 'SAME' padding.
-    dropout_rate: after fc6 and fc7 (0.5 in the paper); needs rngs={'dropout': key} when training.
-    size_multiple: inputs are zero-padded to a multiple of this (module docstring); 32 for stride-32
-      backbones.
-    learn_final_upsampling: learn the last (x32/x16/x8) upsampling kernel instead of keeping it
-      fixed bilinear.
-    dtype: compute dtype; logits are float32.
+    Attributes:
+      backbone: module (images, train) -> dict of features.
+      num_classes: output channels (semantic classes, background included).
+      variant: '32s', '16s' or '8s'.
+      head_features: channels of fc6/fc7 as convolutions (4096 in the paper); 0 = no fc6/fc7 (score C5
+        directly, the usual choice for ResNets).
+      head_kernel_size: fc6's kernel side (7 in the paper, on VGG's 7x7 pool5 grid), 'SAME' padding.
+      dropout_rate: after fc6 and fc7 (0.5 in the paper); needs rngs={'dropout': key} when training.
+      size_multiple: inputs are zero-padded to a multiple of this (module docstring); 32 for stride-32
+        backbones.
+      learn_final_upsampling: learn the last (x32/x16/x8) upsampling kernel instead of keeping it
+        fixed bilinear.
+      dtype: compute dtype; logits are float32.
 
-  __call__(images: float32 [B, H, W, 3] (any H, W), train: bool) -> logits float32 [B, H, W, num_classes].
-  """
+    __call__(images: float32 [B, H, W, 3] (any H, W), train: bool) -> logits float32 [B, H, W, num_classes].
+    """
 
-  backbone: nn.Module
-  num_classes: int
-  variant: str = '8s'
-  head_features: int = 4096
-  head_kernel_size: int = 7
-  dropout_rate: float = 0.5
-  size_multiple: int = 32
-  learn_final_upsampling: bool = False
-  dtype: Any = None
+    backbone: nn.Module
+    num_classes: int
+    variant: str = "8s"
+    head_features: int = 4096
+    head_kernel_size: int = 7
+    dropout_rate: float = 0.5
+    size_multiple: int = 32
+    learn_final_upsampling: bool = False
+    dtype: Any = None
 
-  @nn.compact
-  def __call__(self, images: jax.Array, train: bool) -> jax.Array:
-    if self.variant not in VARIANT_FEATURES:
-      raise ValueError(f'unknown FCN variant {self.variant!r}; expected one of {list(VARIANT_FEATURES)}')
-    if images.ndim != 4:
-      raise ValueError(f'FCN expects images [B, H, W, C], got shape {images.shape}')
-    height, width = images.shape[1], images.shape[2]
-    padded = pad_to_multiple(images, self.size_multiple)
-    features = self.backbone(padded, train=train)
-    names = VARIANT_FEATURES[self.variant]
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool) -> jax.Array:
+        if self.variant not in VARIANT_FEATURES:
+            raise ValueError(f"unknown FCN variant {self.variant!r}; expected one of {list(VARIANT_FEATURES)}")
+        if images.ndim != 4:
+            raise ValueError(f"FCN expects images [B, H, W, C], got shape {images.shape}")
+        height, width = images.shape[1], images.shape[2]
+        padded = pad_to_multiple(images, self.size_multiple)
+        features = self.backbone(padded, train=train)
+        names = VARIANT_FEATURES[self.variant]
 
-    x = select_feature(features, names[0])
-    if self.head_features:
-      x = nn.Conv(self.head_features, (self.head_kernel_size,) * 2, padding='SAME', dtype=self.dtype,
-                  name='fc6')(x)
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
-      x = nn.Conv(self.head_features, (1, 1), dtype=self.dtype, name='fc7')(x)
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
-    score = self._score(x, names[0])
-    for name in names[1:]:
-      skip = select_feature(features, name)
-      factor = integer_factor(skip.shape[1], score.shape[1], f'FCN skip {name}')
-      if skip.shape[2] != score.shape[2] * factor:
-        raise ValueError(f'FCN skip {name}: width {skip.shape[2]} is not {factor} x {score.shape[2]}')
-      score = BilinearConvTranspose(factor, trainable=True, dtype=self.dtype, name=f'up_to_{name}')(score)
-      score = score + self._score(skip, name)
-    factor = integer_factor(padded.shape[1], score.shape[1], 'FCN final upsampling')
-    logits = BilinearConvTranspose(factor, trainable=self.learn_final_upsampling, dtype=self.dtype,
-                                   name='final_upsampling')(score)
-    return logits[:, :height, :width].astype(jnp.float32)
+        x = select_feature(features, names[0])
+        if self.head_features:
+            x = nn.Conv(self.head_features, (self.head_kernel_size,) * 2, padding="SAME", dtype=self.dtype, name="fc6")(
+                x
+            )
+            x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
+            x = nn.Conv(self.head_features, (1, 1), dtype=self.dtype, name="fc7")(x)
+            x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
+        score = self._score(x, names[0])
+        for name in names[1:]:
+            skip = select_feature(features, name)
+            factor = integer_factor(skip.shape[1], score.shape[1], f"FCN skip {name}")
+            if skip.shape[2] != score.shape[2] * factor:
+                raise ValueError(f"FCN skip {name}: width {skip.shape[2]} is not {factor} x {score.shape[2]}")
+            score = BilinearConvTranspose(factor, trainable=True, dtype=self.dtype, name=f"up_to_{name}")(score)
+            score = score + self._score(skip, name)
+        factor = integer_factor(padded.shape[1], score.shape[1], "FCN final upsampling")
+        logits = BilinearConvTranspose(
+            factor, trainable=self.learn_final_upsampling, dtype=self.dtype, name="final_upsampling"
+        )(score)
+        return logits[:, :height, :width].astype(jnp.float32)
 
-  def _score(self, x: jax.Array, name: str) -> jax.Array:
-    """1x1 class-score layer, zero-initialised (kernel and bias)."""
-    return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, kernel_init=nn.initializers.zeros,
-                   name=f'score_{name}')(x)
+    def _score(self, x: jax.Array, name: str) -> jax.Array:
+        """1x1 class-score layer, zero-initialised (kernel and bias)."""
+        return nn.Conv(
+            self.num_classes, (1, 1), dtype=self.dtype, kernel_init=nn.initializers.zeros, name=f"score_{name}"
+        )(x)

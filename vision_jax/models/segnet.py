@@ -15,7 +15,8 @@ logits cropped back, as in `vision_jax.models.fcn`.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -28,103 +29,122 @@ from vision_jax.ops.pooling import max_pool_with_argmax, max_unpool
 
 
 def _conv_bn_relu(module: nn.Module, x: jax.Array, features: int, name: str, train: bool) -> jax.Array:
-  """3x3 conv (bias, as VGG16-BN) -> BatchNorm -> ReLU, as children `conv{name}` and `bn{name}` of
-  `module` (called inside module's compact __call__, so Flax makes them its children)."""
-  x = nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)), use_bias=True, dtype=module.dtype,
-              kernel_init=conv_kernel_init, name=f'conv{name}')(x)
-  x = nn.BatchNorm(use_running_average=not train, momentum=module.bn_momentum, epsilon=1e-5,
-                   dtype=module.dtype, axis_name=module.bn_axis_name, name=f'bn{name}')(x)
-  return nn.relu(x)
+    """3x3 conv (bias, as VGG16-BN) -> BatchNorm -> ReLU, as children `conv{name}` and `bn{name}` of
+    `module` (called inside module's compact __call__, so Flax makes them its children)."""
+    x = nn.Conv(
+        features,
+        (3, 3),
+        padding=((1, 1), (1, 1)),
+        use_bias=True,
+        dtype=module.dtype,
+        kernel_init=conv_kernel_init,
+        name=f"conv{name}",
+    )(x)
+    x = nn.BatchNorm(
+        use_running_average=not train,
+        momentum=module.bn_momentum,
+        epsilon=1e-5,
+        dtype=module.dtype,
+        axis_name=module.bn_axis_name,
+        name=f"bn{name}",
+    )(x)
+    return nn.relu(x)
 
 
 class SegNetEncoder(nn.Module):
-  """VGG-style encoder returning its pooled output and, per block, (argmax, pre-pool shape).
+    """VGG-style encoder returning its pooled output and, per block, (argmax, pre-pool shape).
 
-  __call__(x [B, H, W, C] with H, W multiples of 2^len(convs_per_block), train) ->
-    (pooled [B, H/2^n, W/2^n, C_n], [(argmax int32 [B, h_b/2, w_b/2, C_b], (h_b, w_b)), ...] shallow first).
-  """
+    __call__(x [B, H, W, C] with H, W multiples of 2^len(convs_per_block), train) ->
+      (pooled [B, H/2^n, W/2^n, C_n], [(argmax int32 [B, h_b/2, w_b/2, C_b], (h_b, w_b)), ...] shallow first).
+    """
 
-  width: int = 64
-  convs_per_block: Sequence[int] = CONVS_PER_BLOCK
-  channel_multipliers: Sequence[int] = CHANNEL_MULTIPLIERS
-  dtype: Any = None
-  bn_momentum: float = 0.9
-  bn_axis_name: str | None = None
+    width: int = 64
+    convs_per_block: Sequence[int] = CONVS_PER_BLOCK
+    channel_multipliers: Sequence[int] = CHANNEL_MULTIPLIERS
+    dtype: Any = None
+    bn_momentum: float = 0.9
+    bn_axis_name: str | None = None
 
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool):
-    switches = []
-    for block, (num_convs, multiplier) in enumerate(zip(self.convs_per_block, self.channel_multipliers)):
-      for index in range(num_convs):
-        x = _conv_bn_relu(self, x, self.width * multiplier, f'{block + 1}_{index + 1}', train)
-      size = (x.shape[1], x.shape[2])
-      x, argmax = max_pool_with_argmax(x, 2, 2, 'VALID')
-      switches.append((argmax, size))
-    return x, switches
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool):
+        switches = []
+        for block, (num_convs, multiplier) in enumerate(zip(self.convs_per_block, self.channel_multipliers)):
+            for index in range(num_convs):
+                x = _conv_bn_relu(self, x, self.width * multiplier, f"{block + 1}_{index + 1}", train)
+            size = (x.shape[1], x.shape[2])
+            x, argmax = max_pool_with_argmax(x, 2, 2, "VALID")
+            switches.append((argmax, size))
+        return x, switches
 
 
 class SegNetDecoder(nn.Module):
-  """Mirror of SegNetEncoder: max-unpool with the stored argmax, then convs; deepest block first.
+    """Mirror of SegNetEncoder: max-unpool with the stored argmax, then convs; deepest block first.
 
-  The last conv of decoder block b outputs the channels of encoder block b - 1 (block 1: `width`),
-  so each unpooling meets the channel count its argmax was taken at.
-  """
+    The last conv of decoder block b outputs the channels of encoder block b - 1 (block 1: `width`),
+    so each unpooling meets the channel count its argmax was taken at.
+    """
 
-  width: int = 64
-  convs_per_block: Sequence[int] = CONVS_PER_BLOCK
-  channel_multipliers: Sequence[int] = CHANNEL_MULTIPLIERS
-  dtype: Any = None
-  bn_momentum: float = 0.9
-  bn_axis_name: str | None = None
+    width: int = 64
+    convs_per_block: Sequence[int] = CONVS_PER_BLOCK
+    channel_multipliers: Sequence[int] = CHANNEL_MULTIPLIERS
+    dtype: Any = None
+    bn_momentum: float = 0.9
+    bn_axis_name: str | None = None
 
-  @nn.compact
-  def __call__(self, x: jax.Array, switches, train: bool) -> jax.Array:
-    num_blocks = len(self.convs_per_block)
-    for block in reversed(range(num_blocks)):
-      argmax, size = switches[block]
-      x = max_unpool(x, argmax, size)
-      channels = self.width * self.channel_multipliers[block]
-      out_channels = self.width * self.channel_multipliers[block - 1] if block > 0 else self.width
-      num_convs = self.convs_per_block[block]
-      for index in range(num_convs):
-        features = out_channels if index == num_convs - 1 else channels
-        x = _conv_bn_relu(self, x, features, f'{block + 1}_{index + 1}', train)
-    return x
+    @nn.compact
+    def __call__(self, x: jax.Array, switches, train: bool) -> jax.Array:
+        num_blocks = len(self.convs_per_block)
+        for block in reversed(range(num_blocks)):
+            argmax, size = switches[block]
+            x = max_unpool(x, argmax, size)
+            channels = self.width * self.channel_multipliers[block]
+            out_channels = self.width * self.channel_multipliers[block - 1] if block > 0 else self.width
+            num_convs = self.convs_per_block[block]
+            for index in range(num_convs):
+                features = out_channels if index == num_convs - 1 else channels
+                x = _conv_bn_relu(self, x, features, f"{block + 1}_{index + 1}", train)
+        return x
 
 
 class SegNet(nn.Module):
-  """Encoder + max-unpooling decoder + 1x1 classifier.
+    """Encoder + max-unpooling decoder + 1x1 classifier.
 
-  Attributes:
-    num_classes: output channels.
-    width: channels of the first block (64 in the paper).
-    convs_per_block: convolutions per block (VGG-16's (2, 2, 3, 3, 3); fewer blocks for small inputs).
-    dtype: compute dtype; logits float32.
-    bn_momentum, bn_axis_name: BatchNorm options (Flax momentum; cross-replica axis).
+    Attributes:
+      num_classes: output channels.
+      width: channels of the first block (64 in the paper).
+      convs_per_block: convolutions per block (VGG-16's (2, 2, 3, 3, 3); fewer blocks for small inputs).
+      dtype: compute dtype; logits float32.
+      bn_momentum, bn_axis_name: BatchNorm options (Flax momentum; cross-replica axis).
 
-  __call__(images float32 [B, H, W, 3], train) -> logits float32 [B, H, W, num_classes].
-  """
+    __call__(images float32 [B, H, W, 3], train) -> logits float32 [B, H, W, num_classes].
+    """
 
-  num_classes: int
-  width: int = 64
-  convs_per_block: Sequence[int] = CONVS_PER_BLOCK
-  dtype: Any = None
-  bn_momentum: float = 0.9
-  bn_axis_name: str | None = None
+    num_classes: int
+    width: int = 64
+    convs_per_block: Sequence[int] = CONVS_PER_BLOCK
+    dtype: Any = None
+    bn_momentum: float = 0.9
+    bn_axis_name: str | None = None
 
-  @nn.compact
-  def __call__(self, images: jax.Array, train: bool) -> jax.Array:
-    if images.ndim != 4:
-      raise ValueError(f'SegNet expects images [B, H, W, C], got shape {images.shape}')
-    if not 1 <= len(self.convs_per_block) <= len(CHANNEL_MULTIPLIERS):
-      raise ValueError(f'convs_per_block={tuple(self.convs_per_block)} must have 1 to '
-                       f'{len(CHANNEL_MULTIPLIERS)} blocks')
-    height, width = images.shape[1], images.shape[2]
-    padded = pad_to_multiple(images, 2**len(self.convs_per_block))
-    options = dict(width=self.width, convs_per_block=tuple(self.convs_per_block),
-                   channel_multipliers=CHANNEL_MULTIPLIERS[:len(self.convs_per_block)], dtype=self.dtype,
-                   bn_momentum=self.bn_momentum, bn_axis_name=self.bn_axis_name)
-    x, switches = SegNetEncoder(**options, name='encoder')(padded, train)
-    x = SegNetDecoder(**options, name='decoder')(x, switches, train)
-    logits = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name='classifier')(x)
-    return logits[:, :height, :width].astype(jnp.float32)
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool) -> jax.Array:
+        if images.ndim != 4:
+            raise ValueError(f"SegNet expects images [B, H, W, C], got shape {images.shape}")
+        if not 1 <= len(self.convs_per_block) <= len(CHANNEL_MULTIPLIERS):
+            raise ValueError(
+                f"convs_per_block={tuple(self.convs_per_block)} must have 1 to {len(CHANNEL_MULTIPLIERS)} blocks"
+            )
+        height, width = images.shape[1], images.shape[2]
+        padded = pad_to_multiple(images, 2 ** len(self.convs_per_block))
+        options = {
+            "width": self.width,
+            "convs_per_block": tuple(self.convs_per_block),
+            "channel_multipliers": CHANNEL_MULTIPLIERS[: len(self.convs_per_block)],
+            "dtype": self.dtype,
+            "bn_momentum": self.bn_momentum,
+            "bn_axis_name": self.bn_axis_name,
+        }
+        x, switches = SegNetEncoder(**options, name="encoder")(padded, train)
+        x = SegNetDecoder(**options, name="decoder")(x, switches, train)
+        logits = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name="classifier")(x)
+        return logits[:, :height, :width].astype(jnp.float32)

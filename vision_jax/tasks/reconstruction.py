@@ -42,8 +42,9 @@ class ReconstructionTask:
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         if config.model.name != "conv_autoencoder":
-            raise ValueError(f"config.model.name={config.model.name!r}: the reconstruction task has one model, "
-                             "'conv_autoencoder'")
+            raise ValueError(
+                f"config.model.name={config.model.name!r}: the reconstruction task has one model, 'conv_autoencoder'"
+            )
 
     def build_model(self, info):
         model_config = self.config.model

@@ -21,12 +21,15 @@ from __future__ import annotations
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tensorflow as tf
 
 from vision_jax import viz
 from vision_jax.data import segmentation_transforms
-from vision_jax.evaluation.segmentation import (IGNORE_INDEX, SegmentationEvaluator, confusion_matrix,
-                                                metrics_from_confusion)
+from vision_jax.evaluation.segmentation import (
+    IGNORE_INDEX,
+    SegmentationEvaluator,
+    confusion_matrix,
+    metrics_from_confusion,
+)
 from vision_jax.models.fcn import FCN
 from vision_jax.models.from_config import backbone_from_config, compute_dtype
 from vision_jax.models.segnet import SegNet
@@ -83,8 +86,10 @@ class SegmentationTask:
         if config.model.name not in MODELS:
             raise ValueError(f"config.model.name={config.model.name!r} is not a segmentation model; known: {MODELS}")
         if not 0 < config.data.min_scale <= config.data.max_scale:
-            raise ValueError(f"need 0 < config.data.min_scale={config.data.min_scale} <= "
-                             f"config.data.max_scale={config.data.max_scale}")
+            raise ValueError(
+                f"need 0 < config.data.min_scale={config.data.min_scale} <= "
+                f"config.data.max_scale={config.data.max_scale}"
+            )
 
     @staticmethod
     def num_classes(info) -> int:
@@ -107,8 +112,14 @@ class SegmentationTask:
             segmentation = example["segmentation"]
             if train:
                 image, segmentation = segmentation_transforms.train_transform(
-                    example["image"], segmentation, seed, size=size, min_scale=float(data.min_scale),
-                    max_scale=float(data.max_scale), flip=bool(data.random_flip))
+                    example["image"],
+                    segmentation,
+                    seed,
+                    size=size,
+                    min_scale=float(data.min_scale),
+                    max_scale=float(data.max_scale),
+                    flip=bool(data.random_flip),
+                )
             else:
                 image, segmentation = segmentation_transforms.eval_transform(example["image"], segmentation, size=size)
             return {"image": image, "segmentation": segmentation}
