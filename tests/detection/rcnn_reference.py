@@ -1,0 +1,159 @@
+"""Float64 NumPy Faster R-CNN pieces written from the papers and detectron2's documented semantics
+(anchor generator, Matcher, Box2BoxTransform, find_top_rpn_proposals, fast_rcnn_inference), not
+from vision_jax's code, for the detection tests. Boxes are (x1, y1, x2, y2); loops over images and
+classes are plain Python, as in detectron2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SCALE_CLAMP = math.log(1000.0 / 16)
+
+
+def anchors(feature_shape, stride, sizes, aspect_ratios) -> np.ndarray:
+    """detectron2 DefaultAnchorGenerator (offset 0): [H * W * A, 4], location-major, size-major cells."""
+    cell = []
+    for size in sizes:
+        for ratio in aspect_ratios:
+            w = math.sqrt(size * size / ratio)
+            h = ratio * w
+            cell.append([-w / 2, -h / 2, w / 2, h / 2])
+    cell = np.asarray(cell)
+    out = []
+    for i in range(feature_shape[0]):
+        for j in range(feature_shape[1]):
+            out.append(cell + np.array([j * stride, i * stride, j * stride, i * stride]))
+    return np.concatenate(out).reshape(-1, 4)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    area = lambda x: np.clip(x[:, 2] - x[:, 0], 0, None) * np.clip(x[:, 3] - x[:, 1], 0, None)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def match(iou_matrix: np.ndarray, fg: float, bg: float, low_quality: bool):
+    """detectron2 Matcher([bg, fg], [0, -1, 1]): (matched gt [A], labels [A]); iou_matrix [G, A], G >= 1."""
+    matched = iou_matrix.argmax(axis=0)
+    best = iou_matrix.max(axis=0)
+    labels = np.where(best >= fg, 1, np.where(best >= bg, -1, 0))
+    if low_quality:
+        highest = iou_matrix.max(axis=1, keepdims=True)
+        labels[np.any((iou_matrix == highest) & (highest > 0), axis=0)] = 1
+    return matched, labels
+
+
+def encode(gt: np.ndarray, boxes: np.ndarray, weights=(1.0, 1.0, 1.0, 1.0)) -> np.ndarray:
+    gt, boxes = np.asarray(gt, np.float64), np.asarray(boxes, np.float64)
+    pw, ph = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    px, py = boxes[:, 0] + 0.5 * pw, boxes[:, 1] + 0.5 * ph
+    gw, gh = gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]
+    gx, gy = gt[:, 0] + 0.5 * gw, gt[:, 1] + 0.5 * gh
+    wx, wy, ww, wh = weights
+    return np.stack([wx * (gx - px) / pw, wy * (gy - py) / ph, ww * np.log(gw / pw), wh * np.log(gh / ph)], -1)
+
+
+def decode(deltas: np.ndarray, boxes: np.ndarray, weights=(1.0, 1.0, 1.0, 1.0)) -> np.ndarray:
+    deltas, boxes = np.asarray(deltas, np.float64), np.asarray(boxes, np.float64)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    cx, cy = boxes[:, 0] + 0.5 * w, boxes[:, 1] + 0.5 * h
+    wx, wy, ww, wh = weights
+    dx, dy = deltas[:, 0] / wx, deltas[:, 1] / wy
+    dw, dh = np.minimum(deltas[:, 2] / ww, SCALE_CLAMP), np.minimum(deltas[:, 3] / wh, SCALE_CLAMP)
+    x, y, pw, ph = dx * w + cx, dy * h + cy, np.exp(dw) * w, np.exp(dh) * h
+    return np.stack([x - 0.5 * pw, y - 0.5 * ph, x + 0.5 * pw, y + 0.5 * ph], -1)
+
+
+def clip(boxes: np.ndarray, height: float, width: float) -> np.ndarray:
+    return np.stack(
+        [
+            np.clip(boxes[:, 0], 0, width),
+            np.clip(boxes[:, 1], 0, height),
+            np.clip(boxes[:, 2], 0, width),
+            np.clip(boxes[:, 3], 0, height),
+        ],
+        -1,
+    )
+
+
+def greedy_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
+    """Indices kept by greedy NMS (descending score, ties to the lower index; IoU > threshold suppresses)."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    overlaps = iou(boxes, boxes)
+    kept: list[int] = []
+    for i in order:
+        if all(overlaps[i, k] <= threshold for k in kept):
+            kept.append(i)
+    return kept
+
+
+def per_class_nms(boxes, scores, classes, threshold) -> list[int]:
+    """NMS within each class, merged by descending score (ties to the lower index)."""
+    kept = []
+    for c in np.unique(classes):
+        members = np.flatnonzero(classes == c)
+        kept += [members[k] for k in greedy_nms(boxes[members], scores[members], threshold)]
+    return sorted(kept, key=lambda i: (-scores[i], i))
+
+
+def find_top_proposals(
+    logits, deltas, level_anchors, image_size, pre_nms_topk, post_nms_topk, nms_threshold, min_size=0.0
+):
+    """detectron2 find_top_rpn_proposals for one image: (boxes [P, 4], logits [P]), P <= post_nms_topk."""
+    boxes, scores, levels = [], [], []
+    for level, (lo, de, an) in enumerate(zip(logits, deltas, level_anchors)):
+        lo = np.asarray(lo, np.float64)
+        top = sorted(range(len(lo)), key=lambda i: (-lo[i], i))[:pre_nms_topk]
+        boxes.append(decode(np.asarray(de)[top], np.asarray(an)[top]))
+        scores.append(lo[top])
+        levels.append(np.full(len(top), level))
+    boxes, scores, levels = np.concatenate(boxes), np.concatenate(scores), np.concatenate(levels)
+    boxes = clip(boxes, image_size[0], image_size[1])
+    keep = ((boxes[:, 2] - boxes[:, 0]) > min_size) & ((boxes[:, 3] - boxes[:, 1]) > min_size)
+    boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
+    kept = per_class_nms(boxes, scores, levels, nms_threshold)[:post_nms_topk]
+    return boxes[kept], scores[kept]
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def fast_rcnn_inference(
+    logits,
+    deltas,
+    proposals,
+    image_size,
+    score_threshold=0.05,
+    nms_threshold=0.5,
+    max_detections=100,
+    weights=(10.0, 10.0, 5.0, 5.0),
+):
+    """detectron2 fast_rcnn_inference_single_image: (boxes [K, 4], scores [K], classes [K]); background last."""
+    num_rois, num_classes = np.asarray(deltas).shape[:2]
+    scores = softmax(logits)[:, :num_classes]
+    boxes = decode(np.asarray(deltas).reshape(-1, 4), np.repeat(np.asarray(proposals), num_classes, axis=0), weights)
+    boxes = clip(boxes, image_size[0], image_size[1])
+    scores, classes = scores.reshape(-1), np.tile(np.arange(num_classes), num_rois)
+    candidates = np.flatnonzero(scores > score_threshold)
+    kept = per_class_nms(boxes[candidates], scores[candidates], classes[candidates], nms_threshold)[:max_detections]
+    chosen = candidates[kept]
+    return boxes[chosen], scores[chosen], classes[chosen]
+
+
+def binary_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    x = np.asarray(logits, np.float64)
+    return np.maximum(x, 0) - x * targets + np.log1p(np.exp(-np.abs(x)))
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return -np.log(softmax(logits)[np.arange(len(labels)), labels])
