@@ -8,12 +8,14 @@ from __future__ import annotations
 import ml_collections
 
 from vision_jax.tasks.classification import ClassificationTask
+from vision_jax.tasks.detection import DetectionTask
 from vision_jax.tasks.localization import LocalizationTask
 from vision_jax.tasks.reconstruction import ReconstructionTask
 from vision_jax.tasks.segmentation import SegmentationTask
 
 TASKS = {
     "classification": ClassificationTask,
+    "detection": DetectionTask,
     "localization": LocalizationTask,
     "reconstruction": ReconstructionTask,
     "segmentation": SegmentationTask,

@@ -1,0 +1,65 @@
+"""The detection task's glue: image extents from the pipeline's image_info, config errors by key."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vision_jax.data.dataset_info import DatasetInfo
+from vision_jax.tasks.detection import DetectionTask, image_sizes
+from vision_jax.train.config import base_config
+
+INFO = DatasetInfo(
+    name="synthetic",
+    num_classes=2,
+    class_names=("a", "b"),
+    num_examples={"train": 1},
+    image_shape=(None, None, 3),
+    has=frozenset({"boxes"}),
+)
+
+
+def test_image_sizes_are_the_unpadded_extent_of_the_preprocessed_image(rng, seed):
+    config = base_config("detection")
+    config.data.image_size, config.data.min_size, config.data.max_size = 128, 80, 120
+    preprocess = DetectionTask(config).preprocess(INFO, train=False)
+    height, width = (int(v) for v in rng.integers(30, 400, 2))
+    example = {
+        "image": tf.constant(rng.integers(1, 255, (height, width, 3)), tf.uint8),
+        "image_id": tf.constant(1, tf.int64),
+        "boxes": tf.constant([[1.0, 1.0, 10.0, 10.0]]),
+        "classes": tf.constant([0], tf.int64),
+    }
+    out = preprocess(example, tf.constant([0, 0], tf.int64))
+    image = out["image"].numpy()
+    # The canvas is zero-padded at the bottom and right; a random image has no all-zero row or column.
+    rows, cols = np.flatnonzero(np.any(image != 0, axis=(1, 2))), np.flatnonzero(np.any(image != 0, axis=(0, 2)))
+    got = np.asarray(image_sizes(out["image_info"].numpy()[None], 128))[0]
+    np.testing.assert_array_equal(got, [rows[-1] + 1, cols[-1] + 1], err_msg=f"seed={seed} image {height}x{width}")
+    # All-zero rows (the padding of a last eval batch) get the canvas, never a zero-sized image.
+    np.testing.assert_array_equal(np.asarray(image_sizes(np.zeros((1, 4), np.float32), 128)), [[128, 128]])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("model.name", "yolo", "config.model.name='yolo' is not a detection model"),
+        ("data.eval_metric", "map", "config.data.eval_metric='map' is not one of"),
+        ("model.anchor_sizes", ((32,), (64,)), "anchor_sizes needs 5 levels"),
+        ("model.roi_pooler_type", "pool", "faster_rcnn \\(FPN\\) pools with 'align'"),
+        ("model.backbone", "vgg16", "the detectors need a ResNet"),
+    ],
+)
+def test_bad_config_values_are_refused_by_key(key, value, message):
+    config = base_config("detection")
+    section, name = key.split(".")
+    with config.unlocked():
+        config[section][name] = value
+    with pytest.raises(ValueError, match=message):
+        DetectionTask(config).build_model(INFO)
+
+
+def test_c4_needs_one_anchor_level():
+    config = base_config("detection")
+    config.model.name = "faster_rcnn_c4"
+    with pytest.raises(ValueError, match="anchor_sizes needs 1 level"):
+        DetectionTask(config).build_model(INFO)
