@@ -3,7 +3,11 @@ the side-by-side comparison of the paper's Table 2.
 
     python scripts/train.py --config configs/segmentation/shapes_fcn32s.py --workdir runs/shapes_fcn32s
 
-Measured: see the README's results table (filled from runs on the 2-core CPU machine).
+Measured on the 2-core CPU machine (shared: load average 5.8 at the start, 7.7 at the end), test split
+(500 images), right after the FCN-8s run of shapes_fcn8s.py: mIoU 0.450, pixel accuracy 0.914, mean class
+accuracy 0.538, frequency-weighted IoU 0.852 (IoU background 0.915, circle 0.600, square 0.413, triangle
+0.232, star 0.219, cross 0.322); wall time 15 min 2 s. FCN-8s on the same recipe: mIoU 0.817. The
+stride-32 scores, upsampled 32x, cannot draw the outline of shapes 18-52 px across; the skips can.
 """
 
 import importlib.util
