@@ -167,6 +167,14 @@ def test_bad_values_are_refused_before_training(repo_root, data_dir, tmp_path, k
     assert not os.path.exists(tmp_path / "checkpoints") or checkpoint_steps(tmp_path) == []
 
 
+def test_workdir_that_cannot_be_written_is_refused_before_training(repo_root, data_dir, tmp_path):
+    """A workdir below a regular file cannot be created (whoever runs the test, root included)."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"--workdir '.*a_file/run' cannot be written: Not a directory"):
+        train_and_evaluate(load_config(repo_root, data_dir), str(blocker / "run"))
+
+
 def test_sigterm_saves_a_checkpoint_and_stops(repo_root, data_dir, tmp_path):
     """SIGTERM (preemption) during training: the loop saves the step it reached and returns."""
     import threading

@@ -105,8 +105,22 @@ class Experiment:
         return results
 
 
+def require_writable_workdir(workdir: str) -> None:
+    """Creates `workdir` and writes a probe file there, so that a path that cannot hold checkpoints
+    is refused before minutes of data loading and compilation, not at the first save."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".write_probe_{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise ValueError(f"--workdir {workdir!r} cannot be written: {error.strerror or error}") from error
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains (or resumes) a run in `workdir`; returns the final evaluation metrics."""
+    require_writable_workdir(workdir)
     exp = Experiment(config, workdir)
     t = config.train
     start_step = exp.step
