@@ -3,6 +3,8 @@
 `make_detection_preprocess(config, info, train)` returns `fn(example, seed) -> dict` for
 `pipeline.train_batches` / `eval_batches`. Per example, in this order:
 
+0. training only, with `data.ssd_augment`: SSD's photometric distortion, expand and min-IoU crop
+   (`vision_jax.data.ssd_augment`; boxes whose centre leaves the crop are dropped, not counted).
 1. resize: `data.fixed_size=False` (two-stage detectors): keep the aspect ratio, the short side becomes
    `data.min_size` (in training, with `data.scale_jitter`, a random short side instead) and the long side
    at most `data.max_size` (detectron2's ResizeShortestEdge; sides rounded to the nearest pixel).
@@ -37,7 +39,7 @@ target; default 1344), `data.fixed_size` (False), `data.min_size` (800), `data.m
 S), `data.scale_jitter` (() = none; training short sides: a tuple of sides drawn uniformly for mode
 'choice', or (low, high) for an integer drawn uniformly in [low, high] for mode 'range'),
 `data.scale_jitter_mode` ('choice'), `data.random_flip` (True), `data.max_instances` (100),
-`data.with_masks` (False), `data.mask_size` (0).
+`data.with_masks` (False), `data.mask_size` (0), `data.ssd_augment` (False; not with masks).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from typing import Callable
 import ml_collections
 import tensorflow as tf
 
-from vision_jax.data import transforms
+from vision_jax.data import ssd_augment, transforms
 from vision_jax.data.dataset_info import DatasetInfo
 
 SCALE_JITTER_MODES = ("choice", "range")
@@ -67,6 +69,7 @@ def add_detection_data_defaults(c: ml_collections.ConfigDict) -> None:
     c.data.max_instances = 100  # ground-truth rows per image (padding has valid=False)
     c.data.with_masks = False  # instance masks in the batch (Mask R-CNN)
     c.data.mask_size = 0  # 0: masks at the canvas size; k: masks k x k over the canvas
+    c.data.ssd_augment = False  # training: SSD's photometric distortion, expand, min-IoU crop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +86,7 @@ class DetectionInputSettings:
     max_instances: int
     with_masks: bool
     mask_size: int
+    ssd_augment: bool
 
     @classmethod
     def from_config(cls, data: ml_collections.ConfigDict) -> "DetectionInputSettings":
@@ -94,6 +98,7 @@ class DetectionInputSettings:
             max_size=int(data.max_size), scale_jitter=tuple(int(v) for v in data.scale_jitter),
             scale_jitter_mode=str(data.scale_jitter_mode), random_flip=bool(data.random_flip),
             max_instances=int(data.max_instances), with_masks=bool(data.with_masks), mask_size=int(data.mask_size),
+            ssd_augment=bool(data.ssd_augment),
         )
         for key in ("image_size", "min_size", "max_size", "max_instances"):
             if getattr(s, key) < 1:
@@ -101,6 +106,8 @@ class DetectionInputSettings:
         if not s.fixed_size and s.max_size > s.image_size:
             raise ValueError(f"config.data.max_size={s.max_size} exceeds config.data.image_size={s.image_size}, the padded canvas; "
                              f"raise image_size or lower max_size")
+        if s.ssd_augment and s.with_masks:
+            raise ValueError("config.data.ssd_augment does not transform masks; it needs config.data.with_masks=False")
         if s.mask_size < 0:
             raise ValueError(f"config.data.mask_size={s.mask_size} must be >= 0 (0 = canvas size)")
         if s.scale_jitter_mode not in SCALE_JITTER_MODES:
@@ -174,6 +181,9 @@ def make_detection_preprocess(
         if "is_difficult" in example:
             fields["is_difficult"] = tf.cast(example["is_difficult"], tf.bool)
 
+        if train and settings.ssd_augment:  # its own seed stream: the other draws stay as they were
+            image, boxes, fields = ssd_augment.ssd_augment(image, boxes, fields, tf.random.experimental.stateless_fold_in(seed, 1))
+            height, width, num = tf.shape(image)[0], tf.shape(image)[1], tf.shape(boxes)[0]
         short_side = _random_short_side(settings, scale_seed) if jitter else tf.constant(settings.min_size, tf.int32)
         new_height, new_width = resized_image_size(height, width, settings, short_side)
         image = tf.image.resize(image, tf.stack([new_height, new_width]), method="bilinear")

@@ -1,0 +1,299 @@
+"""SSD: Single Shot MultiBox Detector (Liu et al., 2016), SSD300/SSD512 on VGG-16 and a ResNet variant.
+
+    images [B, S, S, 3] -> sources (backbones/ssd_features.py) -> SSDHead: per default box C + 1
+      logits and 4 deltas -> train: matching, targets, hard negative mining, MultiBox loss
+                             test:  softmax, per-class threshold / top-k / NMS, top 200
+
+Default boxes: `vision_jax.ops.ssd_default_boxes` on the sources' static shapes, with per-level
+extra aspect ratios, scales (explicit, or linear from min_scale to max_scale) and steps from
+`SSDSettings`; they are constants of the compiled step. Targets, loss and decoding are the ops
+of `vision_jax.ops.ssd_targets` (variances 0.1/0.2 as encode weights 10, 10, 5, 5).
+
+The model contract is the detection task's (see faster_rcnn.py): `apply(vars, images,
+image_sizes, train=True, gt_boxes=, gt_classes=, gt_valid=, gt_is_crowd=,
+mutable=['batch_stats'])` -> ({'loss', 'losses', 'metrics'}, state); `apply(vars, images,
+image_sizes, train=False)` -> {'boxes' [B, K, 4], 'scores', 'classes', 'valid'}, K =
+max_detections, boxes in input pixels clipped to image_sizes (float [B, 2] (height, width);
+None = the whole input). `init` (train=False) returns the raw head outputs instead of running
+the post-processing.
+
+Config (`config.model.ssd`, a nested group built by `ssd_config_defaults`; SSD300-VGG16 values):
+  aspect_ratios   per source, the extra ratios r (boxes r:1 and 1:r besides the two squares)
+  scales          L + 1 box scales as fractions of the input; () = linear from min_scale to
+                  max_scale (`ssd_scales`)
+  min_scale, max_scale
+  steps           per source, input pixels per cell for the box centres; () = the feature grid
+  extras          extra layers, (mid_channels, out_channels, kernel, stride, padding) each
+  fc_channels     VGG fc6/fc7 width (1024)
+  resnet_sources  ResNet stages used as the first sources (('C4', 'C5'))
+  resnet_source_channels  k > 0: a 3x3 conv + BN + ReLU (k channels) on each ResNet source
+                  before the head (0 = none, the plain SSD head on the stage outputs)
+  extras_norm     BatchNorm in the extra layers (ResNet variant only; VGG's have none)
+  l2norm, l2norm_scale   L2Norm with a learned scale (init 20) on the first source
+  iou_threshold, neg_pos_ratio, min_negatives   matching and hard negative mining
+  score_threshold, nms_threshold, topk_candidates, max_detections   decoding
+The backbone is `config.model.backbone` ('vgg16' | 'vgg16_bn' | a ResNet) with the shared
+keys width and dtype (vision_jax.models.from_config).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+import vision_jax.ops as vops
+from vision_jax.models.backbones.resnet import ResNet
+from vision_jax.models.backbones.ssd_features import SSDResNetFeatures, SSDVGGFeatures, check_extras
+from vision_jax.models.backbones.vgg import VGG16
+from vision_jax.models.from_config import backbone_from_config, compute_dtype
+from vision_jax.models.heads.ssd_head import SSDHead
+from vision_jax.ops.ssd_targets import SSD_BOX_WEIGHTS, ssd_detect, ssd_loss, ssd_targets
+
+SSD300_ASPECT_RATIOS = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
+SSD300_SCALES = (0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05)  # torchvision's ssd300_vgg16 (Caffe SSD)
+SSD300_STEPS = (8, 16, 32, 64, 100, 300)
+SSD300_EXTRAS = ((256, 512, 3, 2, 1), (128, 256, 3, 2, 1), (128, 256, 3, 1, 0), (128, 256, 3, 1, 0))
+SSD512_ASPECT_RATIOS = ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,))
+SSD512_SCALES = (0.07, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.05)
+SSD512_STEPS = (8, 16, 32, 64, 128, 256, 512)
+SSD512_EXTRAS = (
+    (256, 512, 3, 2, 1),
+    (128, 256, 3, 2, 1),
+    (128, 256, 3, 2, 1),
+    (128, 256, 3, 2, 1),
+    (128, 256, 4, 1, 1),
+)
+
+
+def ssd_config_defaults() -> ml_collections.ConfigDict:
+    """The `config.model.ssd` group (module docstring), SSD300-VGG16 values."""
+    s = ml_collections.ConfigDict()
+    s.aspect_ratios = SSD300_ASPECT_RATIOS
+    s.scales = SSD300_SCALES
+    s.min_scale = 0.2  # used only when scales == ()
+    s.max_scale = 0.9
+    s.steps = SSD300_STEPS
+    s.extras = SSD300_EXTRAS
+    s.fc_channels = 1024
+    s.resnet_sources = ("C4", "C5")
+    s.resnet_source_channels = 0
+    s.extras_norm = True
+    s.l2norm = True
+    s.l2norm_scale = 20.0
+    s.iou_threshold = 0.5
+    s.neg_pos_ratio = 3.0
+    s.min_negatives = 0
+    s.score_threshold = 0.01
+    s.nms_threshold = 0.45
+    s.topk_candidates = 400
+    s.max_detections = 200
+    return s
+
+
+@dataclasses.dataclass(frozen=True)
+class SSDSettings:
+    """Default boxes, targets and decoding of `SSD` (keys of the module docstring)."""
+
+    aspect_ratios: tuple[tuple[float, ...], ...] = SSD300_ASPECT_RATIOS
+    scales: tuple[float, ...] = SSD300_SCALES
+    min_scale: float = 0.2
+    max_scale: float = 0.9
+    steps: tuple[float, ...] = SSD300_STEPS
+    iou_threshold: float = 0.5
+    neg_pos_ratio: float = 3.0
+    min_negatives: int = 0
+    score_threshold: float = 0.01
+    nms_threshold: float = 0.45
+    topk_candidates: int = 400
+    max_detections: int = 200
+
+    def boxes_per_location(self) -> tuple[int, ...]:
+        return tuple(2 + 2 * len(ratios) for ratios in self.aspect_ratios)
+
+
+class SSD(nn.Module):
+    """SSD detector (module docstring). `features` maps (images, train) to the L source maps."""
+
+    features: nn.Module
+    num_classes: int
+    settings: SSDSettings = SSDSettings()
+    dtype: Any = None
+
+    def setup(self):
+        self.head = SSDHead(self.num_classes, self.settings.boxes_per_location(), dtype=self.dtype)
+
+    def default_boxes(self, feature_maps: Sequence[jax.Array], image_shape: tuple[int, int]) -> jax.Array:
+        """[A, 4] xyxy input pixels for the maps' static shapes."""
+        s = self.settings
+        shapes = [tuple(x.shape[1:3]) for x in feature_maps]
+        if len(s.aspect_ratios) != len(shapes):
+            raise ValueError(
+                f"model.ssd.aspect_ratios has {len(s.aspect_ratios)} levels but the network gives {len(shapes)} "
+                f"sources {shapes}; give one tuple per source"
+            )
+        if s.scales and len(s.scales) != len(shapes) + 1:
+            raise ValueError(f"model.ssd.scales needs {len(shapes) + 1} values (sources + 1), got {s.scales}")
+        if s.steps and len(s.steps) != len(shapes):
+            raise ValueError(f"model.ssd.steps needs {len(shapes)} values (one per source), got {s.steps}")
+        return vops.ssd_default_boxes(
+            shapes,
+            image_shape,
+            s.aspect_ratios,
+            scales=s.scales or None,
+            min_ratio=s.min_scale,
+            max_ratio=s.max_scale,
+            steps=s.steps or None,
+        )
+
+    def __call__(
+        self,
+        images: jax.Array,
+        image_sizes: jax.Array | None = None,
+        *,
+        train: bool = False,
+        gt_boxes: jax.Array | None = None,
+        gt_classes: jax.Array | None = None,
+        gt_valid: jax.Array | None = None,
+        gt_is_crowd: jax.Array | None = None,
+    ) -> dict:
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be [B, H, W, 3], got shape {images.shape}")
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+        batch, height, width = images.shape[:3]
+        feature_maps = self.features(images, train)
+        logits, deltas = self.head(feature_maps)
+        default_boxes = self.default_boxes(feature_maps, (height, width))
+        if logits.shape[1] != default_boxes.shape[0]:
+            raise ValueError(
+                f"head predicts {logits.shape[1]} boxes but there are {default_boxes.shape[0]} default boxes"
+            )
+        if self.is_initializing() and not train:
+            return {"logits": logits, "deltas": deltas}
+        if not train:
+            if image_sizes is None:
+                image_sizes = jnp.broadcast_to(jnp.asarray([height, width], jnp.float32), (batch, 2))
+            image_sizes = jnp.asarray(image_sizes, jnp.float32)
+            if image_sizes.shape != (batch, 2):
+                raise ValueError(f"image_sizes must be [B, 2]=({batch}, 2) (height, width), got {image_sizes.shape}")
+            return self.detect(logits, deltas, default_boxes, image_sizes)
+        if gt_boxes is None or gt_classes is None or gt_valid is None:
+            raise ValueError("training needs gt_boxes [B, G, 4], gt_classes [B, G] and gt_valid [B, G]")
+        if gt_is_crowd is None:
+            gt_is_crowd = jnp.zeros(gt_valid.shape, bool)
+        return self.losses(logits, deltas, default_boxes, gt_boxes, gt_classes, gt_valid, gt_is_crowd)
+
+    def losses(self, logits, deltas, default_boxes, gt_boxes, gt_classes, gt_valid, gt_is_crowd) -> dict:
+        s = self.settings
+        labels, box_targets, _ = jax.vmap(
+            functools.partial(ssd_targets, iou_threshold=s.iou_threshold, box_weights=SSD_BOX_WEIGHTS),
+            in_axes=(0, 0, 0, None, 0),
+        )(
+            gt_boxes.astype(jnp.float32),
+            gt_classes.astype(jnp.int32),
+            gt_valid.astype(bool),
+            default_boxes,
+            gt_is_crowd.astype(bool),
+        )
+        out = ssd_loss(logits, deltas, labels, box_targets, s.neg_pos_ratio, s.min_negatives)
+        losses = {"loss_cls": out["loss_cls"], "loss_box_reg": out["loss_box_reg"]}
+        batch = logits.shape[0]
+        metrics = {
+            "num_positive_boxes": out["num_positive"] / batch,
+            "num_mined_negatives": out["num_negative"] / batch,
+            "positive_accuracy": out["positive_accuracy"],
+        }
+        return {"loss": losses["loss_cls"] + losses["loss_box_reg"], "losses": losses, "metrics": metrics}
+
+    def detect(self, logits, deltas, default_boxes, image_sizes) -> dict[str, jax.Array]:
+        s = self.settings
+        decode = functools.partial(
+            ssd_detect,
+            score_threshold=s.score_threshold,
+            nms_threshold=s.nms_threshold,
+            topk_candidates=s.topk_candidates,
+            max_detections=s.max_detections,
+            box_weights=SSD_BOX_WEIGHTS,
+        )
+        boxes, scores, classes, valid = jax.vmap(decode, in_axes=(0, 0, None, 0))(
+            logits, deltas, default_boxes, image_sizes
+        )
+        return {"boxes": boxes, "scores": scores, "classes": classes, "valid": valid}
+
+
+def _floats(values) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+def settings_from_config(s: ml_collections.ConfigDict) -> SSDSettings:
+    for key in ("iou_threshold", "nms_threshold"):
+        if not 0.0 <= s[key] <= 1.0:
+            raise ValueError(f"config.model.ssd.{key}={s[key]} must be in [0, 1]")
+    if s.neg_pos_ratio < 0 or s.min_negatives < 0:
+        raise ValueError(
+            f"config.model.ssd.neg_pos_ratio={s.neg_pos_ratio} and min_negatives={s.min_negatives} must be >= 0"
+        )
+    if s.topk_candidates < 1 or s.max_detections < 1:
+        raise ValueError(
+            f"config.model.ssd.topk_candidates={s.topk_candidates} and max_detections={s.max_detections} must be >= 1"
+        )
+    return SSDSettings(
+        aspect_ratios=tuple(_floats(r) for r in s.aspect_ratios),
+        scales=_floats(s.scales),
+        min_scale=float(s.min_scale),
+        max_scale=float(s.max_scale),
+        steps=_floats(s.steps),
+        iou_threshold=float(s.iou_threshold),
+        neg_pos_ratio=float(s.neg_pos_ratio),
+        min_negatives=int(s.min_negatives),
+        score_threshold=float(s.score_threshold),
+        nms_threshold=float(s.nms_threshold),
+        topk_candidates=int(s.topk_candidates),
+        max_detections=int(s.max_detections),
+    )
+
+
+def build_ssd(config: ml_collections.ConfigDict, num_classes: int) -> SSD:
+    """The SSD of `config.model` (backbone keys + the `ssd` group) for `num_classes` classes."""
+    m = config.model
+    s = m.ssd
+    dtype = compute_dtype(m)
+    extras = check_extras(s.extras)
+    backbone = backbone_from_config(m)
+    if isinstance(backbone, VGG16):
+        features = SSDVGGFeatures(
+            vgg=backbone.clone(ceil_mode=True),
+            extras=extras,
+            fc_channels=int(s.fc_channels),
+            l2norm=bool(s.l2norm),
+            l2norm_scale=float(s.l2norm_scale),
+            dtype=dtype,
+        )
+        num_sources = 2 + len(extras)
+    elif isinstance(backbone, ResNet):
+        features = SSDResNetFeatures(
+            resnet=backbone,
+            extras=extras,
+            sources=tuple(s.resnet_sources),
+            extras_norm=bool(s.extras_norm),
+            source_channels=int(s.resnet_source_channels),
+            l2norm=bool(s.l2norm),
+            l2norm_scale=float(s.l2norm_scale),
+            dtype=dtype,
+        )
+        num_sources = len(s.resnet_sources) + len(extras)
+    else:
+        raise ValueError(f"config.model.backbone={m.backbone!r}: SSD needs a VGG-16 or a ResNet")  # noqa: TRY004 (a config value)
+    if len(s.aspect_ratios) != num_sources:
+        raise ValueError(
+            f"config.model.ssd.aspect_ratios has {len(s.aspect_ratios)} levels but backbone {m.backbone!r} with "
+            f"{len(extras)} extras gives {num_sources} sources"
+        )
+    return SSD(features=features, num_classes=num_classes, settings=settings_from_config(s), dtype=dtype)
