@@ -21,6 +21,8 @@ Model keys (`config.model.*`, defaults = detectron2's R50-FPN):
   box_head_fc_dim, box_head_num_fc (FPN head).
 - test_score_threshold, test_nms_threshold, test_max_detections.
 - draw_score_threshold: detections drawn in pictures have at least this score.
+- yolo.*: YOLO v1 / v3 keys, model.name='yolo_v1' | 'yolo_v3' (see vision_jax.tasks.detection_yolo).
+- ssd.*: SSD300/SSD512 (VGG-16) and ResNet SSD keys, model.name='ssd' (see vision_jax.models.ssd).
 Loss keys: loss.rpn_smooth_l1_beta, loss.roi_smooth_l1_beta (0 = L1, detectron2's default).
 
 Metrics in training: the four losses, RPN/RoI sampling statistics, and the batch's dropped
@@ -41,7 +43,9 @@ from vision_jax.evaluation.coco import make_coco_evaluator
 from vision_jax.models.backbones.resnet import ResNet
 from vision_jax.models.faster_rcnn import FasterRCNN, FasterRCNNC4, RoISettings, RPNSettings
 from vision_jax.models.from_config import backbone_from_config, compute_dtype
+from vision_jax.models.ssd import build_ssd, ssd_config_defaults
 from vision_jax.tasks.classification import require
+from vision_jax.tasks.detection_yolo import build_yolo_v1, build_yolo_v3, yolo_config_defaults
 
 
 def rpn_settings(model: ml_collections.ConfigDict, loss: ml_collections.ConfigDict) -> RPNSettings:
@@ -126,6 +130,9 @@ def build_faster_rcnn_c4(config: ml_collections.ConfigDict, num_classes: int) ->
 MODELS: dict[str, Callable] = {
     "faster_rcnn": build_faster_rcnn,
     "faster_rcnn_c4": build_faster_rcnn_c4,
+    "ssd": build_ssd,
+    "yolo_v1": build_yolo_v1,
+    "yolo_v3": build_yolo_v3,
 }
 
 
@@ -177,6 +184,8 @@ class DetectionTask:
         m.test_nms_threshold = 0.5
         m.test_max_detections = 100
         m.draw_score_threshold = 0.5
+        m.ssd = ssd_config_defaults()  # model.name='ssd' (vision_jax.models.ssd)
+        m.yolo = yolo_config_defaults()  # YOLO v1/v3 keys: vision_jax/tasks/detection_yolo.py
         c.loss.rpn_smooth_l1_beta = 0.0
         c.loss.roi_smooth_l1_beta = 0.0
 
