@@ -50,6 +50,17 @@ from vision_jax.ops.matching import match_boxes, match_iou, sample_balanced, sam
 from vision_jax.ops.nms import batched_nms, nms
 from vision_jax.ops.pooling import bed_of_nails_unpool, max_pool_with_argmax, max_unpool, nearest_unpool
 from vision_jax.ops.roi import assign_fpn_levels, multilevel_roi_align, roi_align, roi_pool
+from vision_jax.ops.ssd_targets import hard_negative_mask, ssd_detect, ssd_loss, ssd_match, ssd_targets
+from vision_jax.ops.yolo_decode import yolo_detections
+from vision_jax.ops.yolo_targets import (
+    yolo_v1_boxes_to_xyxy,
+    yolo_v1_loss,
+    yolo_v1_targets,
+    yolo_v3_decode,
+    yolo_v3_layout,
+    yolo_v3_loss,
+    yolo_v3_targets,
+)
 
 __all__ = [
     "assign_fpn_levels",
@@ -71,6 +82,7 @@ __all__ = [
     "generalized_box_iou",
     "giou_loss",
     "grid_anchors",
+    "hard_negative_mask",
     "mask_targets",
     "match_boxes",
     "match_iou",
@@ -91,11 +103,23 @@ __all__ = [
     "softmax_cross_entropy",
     "softmax_cross_entropy_per_element",
     "ssd_default_boxes",
+    "ssd_detect",
+    "ssd_loss",
+    "ssd_match",
     "ssd_scales",
+    "ssd_targets",
     "valid_box_mask",
     "xywh_to_xyxy",
     "xyxy_to_cxcywh",
     "xyxy_to_xywh",
     "yolo_anchor_priors",
+    "yolo_detections",
     "yolo_grid_offsets",
+    "yolo_v1_boxes_to_xyxy",
+    "yolo_v1_loss",
+    "yolo_v1_targets",
+    "yolo_v3_decode",
+    "yolo_v3_layout",
+    "yolo_v3_loss",
+    "yolo_v3_targets",
 ]
