@@ -6,8 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from absl import flags
-from ml_collections import config_flags
+from command_line import command_line_config
 from PIL import Image
 
 from vision_jax import viz
@@ -31,16 +30,6 @@ FAST = [
     "--config.optimizer.warmup_steps=10",
     "--config.optimizer.learning_rate=0.01",
 ]
-
-
-def command_line_config(repo_root, config_file, *overrides):
-    """The config exactly as scripts/train.py builds it from its command line (type-checked overrides)."""
-    argv = ["train.py", f"--config={os.path.join(repo_root, config_file)}", *overrides]
-    flag_values = flags.FlagValues()
-    # config_flags finds the override flags in the argv it is given at definition time.
-    config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv)
-    flag_values(argv)
-    return flag_values.config
 
 
 def _scenes(rng, count, size=None):
