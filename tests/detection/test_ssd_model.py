@@ -89,15 +89,17 @@ def test_head_flattens_location_major_then_box_like_the_default_boxes(rng, seed)
     settings = SSDSettings(aspect_ratios=((2,), (2, 3)), scales=(0.2, 0.5, 0.9), steps=())
     model = SSD(features=_Maps(maps), num_classes=2, settings=settings)
     images = jnp.zeros((1, 32, 32, 3))
-    variables = model.init(jax.random.key(0), images, train=False)
-    logits, _ = model.apply(variables, images, False, method=lambda m, x, t: m.head(m.features(x, t)))
+    variables = jax.jit(lambda x: model.init(jax.random.key(0, impl="rbg"), x, train=False))(images)
+    logits, _ = jax.jit(lambda v, x: model.apply(v, x, False, method=lambda m, x, t: m.head(m.features(x, t))))(
+        variables, images
+    )
     logits = np.asarray(logits)
     # Box k of location (i, j) on level 0 is output channel block k of the 3x3 conv at (i, j).
     kernel = np.asarray(variables["params"]["head"]["cls_0"]["kernel"], np.float64)  # [3, 3, 3, 4 * 3]
     bias = np.asarray(variables["params"]["head"]["cls_0"]["bias"], np.float64)
     padded = np.pad(maps[0][0].astype(np.float64), ((1, 1), (1, 1), (0, 0)))
     i, j, k = (int(v) for v in rng.integers(0, 4, 3))
-    conv = np.einsum("hwc,hwo->o", padded[i : i + 3, j : j + 3], kernel) + bias
+    conv = np.einsum("hwc,hwco->o", padded[i : i + 3, j : j + 3], kernel) + bias
     np.testing.assert_allclose(
         logits[0, (i * 4 + j) * 4 + k], conv[k * 3 : (k + 1) * 3], rtol=1e-4, atol=1e-5, err_msg=f"seed={seed}"
     )
