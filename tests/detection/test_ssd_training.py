@@ -9,7 +9,7 @@ import pytest
 from vision_jax.train import loop
 from vision_jax.train.config import base_config
 
-NUM_IMAGES, BATCH, STEPS = 4, 2, 150
+NUM_IMAGES, BATCH, STEPS = 4, 2, 100
 
 
 def overfit_config(data_dir: str):
