@@ -7,7 +7,8 @@ stage sizes from yolo.darknet_stage_sizes) or any name of vision_jax.models.back
 VGG) built by backbone_from_config with model.width / stem / dtype.
 
 Keys of `config.model.yolo` (defaults: the papers' VOC v1 at 448² and COCO v3 at 416²):
-- grid_size (S, v1), boxes_per_cell (B, v1), head_channels / fc_dim / dropout (v1 head),
+- grid_size (S, v1), boxes_per_cell (B, v1), feature (the backbone output the v1 head reads, 'C5'
+  (stride 32, the paper's 14x14 at 448²) or 'C4' for small inputs), head_channels / fc_dim / dropout (v1 head),
   lambda_coord, lambda_noobj, rescore (v1 loss: confidence target IoU if rescore, else 1).
 - priors: (width, height) pairs in pixels AT data.image_size (v3; COCO's k-means priors at 416²),
   masks: prior indices per level, coarsest (stride 32) first; neck_channels (v3 neck width);
@@ -32,6 +33,7 @@ def yolo_config_defaults() -> ml_collections.ConfigDict:
     y = ml_collections.ConfigDict()
     y.grid_size = 7
     y.boxes_per_cell = 2
+    y.feature = "C5"
     y.head_channels = 1024
     y.fc_dim = 4096
     y.dropout = 0.5
@@ -96,6 +98,7 @@ def build_yolo_v1(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv1
         num_classes=num_classes,
         grid_size=int(y.grid_size),
         boxes_per_cell=int(y.boxes_per_cell),
+        feature=str(y.feature),
         head_channels=int(y.head_channels),
         fc_dim=int(y.fc_dim),
         dropout=float(y.dropout),
