@@ -11,7 +11,9 @@ it does not learn the task in this budget. 1500 steps (7.8 min): AP 0.002, AP50 
 AR100 0.124; the head on C5 (2x2 cells into the FC layer) gave AP50 0.008 after 2000 steps (12.4 min)
 as well. The class term stays at its uniform-prediction value (~0.8 per object cell) and the
 confidences collapse towards 0 under lambda_noobj; boxes do learn (IoU of the responsible predictor
-0.46 -> 0.57). The paper starts from an ImageNet-pretrained backbone; here everything is random.
+0.46 -> 0.57); dropout 0 changed nothing (AP50 0.005 at step 500, same class term at 750). The FC
+head gives every cell its own class weights, so each learns from the few objects that fall in it
+(~0.4 per step here). The paper starts from an ImageNet-pretrained backbone; here everything is random.
 """
 
 from ml_collections import config_dict
