@@ -14,7 +14,9 @@ differ per example, epoch and run, and never repeat across processes.
 
 Shuffling uses tf.data's shuffle buffer with an explicit seed per epoch, built eagerly (a seed inside a
 tf.data function gives every epoch the same order: seen with TF 2.21). Its order depends on the TF
-global seed as well (tf.random.set_seed): runs that call it, or not, in the same way match.
+global seed as well (tf.random.set_seed): runs that call it, or not, in the same way match. Small
+datasets chain several eagerly seeded epochs into one pipeline (`MIN_EXAMPLES_PER_PIPELINE`), because
+each pipeline traces `preprocess` once, which costs seconds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ import tensorflow_datasets as tfds
 Preprocess = Callable[[dict, tf.Tensor], dict]
 EXAMPLE_VALID = "example_valid"
 DEFAULT_SHUFFLE_BUFFER = 16_384  # decoded examples held for shuffling (the whole dataset when smaller)
+
+
+MIN_EXAMPLES_PER_PIPELINE = 512  # see train_batches
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -106,16 +111,24 @@ def train_batches(
         return {**batch, EXAMPLE_VALID: tf.ones([batch_size], tf.bool)}
 
     first_epoch, first_step_in_epoch = divmod(start_step, steps_per_epoch)
-    for epoch in itertools.count(first_epoch):
-        skip_batches = first_step_in_epoch if epoch == first_epoch else 0
-        this_seed = epoch_seed(seed, epoch)
-        epoch_ds = raw.shuffle(buffer_size, seed=this_seed, reshuffle_each_iteration=False)
-        epoch_ds = epoch_ds.take(steps_per_epoch * batch_size).skip(skip_batches * batch_size)
-        epoch_ds = epoch_ds.map(with_seed(this_seed))
-        epoch_ds = epoch_ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        _check_fixed_shapes(epoch_ds.element_spec, "train_batches")
-        epoch_ds = epoch_ds.batch(batch_size, drop_remainder=True).map(mark_valid)
-        yield from tfds.as_numpy(epoch_ds.prefetch(tf.data.AUTOTUNE))
+    # Epochs are chained so that one pipeline (one trace of `preprocess`, which costs seconds) serves
+    # at least MIN_EXAMPLES_PER_PIPELINE examples: with a few images, a pipeline per epoch would spend
+    # more time tracing than training. Every epoch is a whole number of batches, so batching the chain
+    # gives exactly the batches of one pipeline per epoch.
+    epochs_per_pipeline = max(1, -(-MIN_EXAMPLES_PER_PIPELINE // (steps_per_epoch * batch_size)))
+    for chain_start in itertools.count(first_epoch, epochs_per_pipeline):
+        chain = None
+        for epoch in range(chain_start, chain_start + epochs_per_pipeline):
+            skip_batches = first_step_in_epoch if epoch == first_epoch else 0
+            this_seed = epoch_seed(seed, epoch)
+            epoch_ds = raw.shuffle(buffer_size, seed=this_seed, reshuffle_each_iteration=False)
+            epoch_ds = epoch_ds.take(steps_per_epoch * batch_size).skip(skip_batches * batch_size)
+            epoch_ds = epoch_ds.map(with_seed(this_seed))
+            chain = epoch_ds if chain is None else chain.concatenate(epoch_ds)
+        chain = chain.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        _check_fixed_shapes(chain.element_spec, "train_batches")
+        chain = chain.batch(batch_size, drop_remainder=True).map(mark_valid)
+        yield from tfds.as_numpy(chain.prefetch(tf.data.AUTOTUNE))
 
 
 def eval_batches(
