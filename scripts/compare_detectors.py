@@ -1,0 +1,117 @@
+"""Two-stage against one-stage detectors on the same generated shapes: COCO AP and inference speed.
+
+    python scripts/compare_detectors.py [--workdir runs/compare] [--only ssd,yolov3] [--repeats 10]
+
+For each detector of `DETECTORS` (name -> config file), trains the config into `<workdir>/<name>`
+with the one train loop (a workdir that already holds the finished run is only evaluated: the loop
+resumes from its last checkpoint), evaluates it on the shapes test split (pycocotools COCOeval), then
+times the jitted predict step (forward pass, decoding and NMS) of the trained model on test images
+at batch 1 and batch 8: median of `repeats` calls after a compile-and-warm-up call. All configs read
+the same dataset (shapes 'multi', 128x128, the same 5000 training and 500 test scenes).
+
+Prints one markdown table (the README's comparison table is a copy of it) plus the load average,
+because the machine may be shared; training minutes come from each run's metrics.jsonl (logged
+images/s), so they count a resumed run's steps once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+from absl import logging
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from vision_jax.train import parallel
+from vision_jax.train.loop import Experiment, train_and_evaluate
+
+DETECTORS = {
+    "faster_rcnn": ("two-stage", "configs/detection/shapes_faster_rcnn.py"),
+    "ssd": ("one-stage", "configs/detection/shapes_ssd.py"),
+    "yolov3": ("one-stage", "configs/detection/shapes_yolov3.py"),
+}
+SPEED_BATCHES = (1, 8)
+
+
+def load_config(path: str):
+    spec = importlib.util.spec_from_file_location("config", os.path.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    config.train.progress_bar = False
+    return config
+
+
+def images_per_second(exp: Experiment, batch: dict[str, np.ndarray], size: int, repeats: int) -> float:
+    """Median throughput of the predict step on the first `size` images of an eval batch."""
+    inputs = parallel.global_batch({k: v[:size] for k, v in batch.items()}, exp.mesh)
+    variables = exp.state.variables
+    jax.block_until_ready(exp.predict_step(variables, inputs))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(exp.predict_step(variables, inputs))
+        times.append(time.perf_counter() - start)
+    return size / statistics.median(times)
+
+
+def training_minutes(workdir: str, batch_size: int) -> tuple[int, float]:
+    """(last step, minutes of training steps) from metrics.jsonl: each logged interval's steps x batch
+    over its images/s, summed; evaluation and checkpointing are not counted, compilation is."""
+    last_step, seconds = 0, 0.0
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        for line in f:
+            record = json.loads(line)
+            if record.get("split") == "train" and record["step"] > last_step:
+                seconds += (record["step"] - last_step) * batch_size / record["images_per_second"]
+                last_step = record["step"]
+    return last_step, seconds / 60.0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default=os.path.join(REPO, "runs/compare"))
+    parser.add_argument("--only", default="", help="comma-separated subset of " + ",".join(DETECTORS))
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    logging.set_verbosity(logging.WARNING)  # orbax and tfds log every step at INFO
+    names = [n for n in args.only.split(",") if n] or list(DETECTORS)
+    unknown = sorted(set(names) - set(DETECTORS))
+    if unknown:
+        raise SystemExit(f"--only: unknown detectors {unknown}; known: {sorted(DETECTORS)}")
+    print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs; jax {jax.__version__}")
+
+    rows = []
+    for name in names:
+        family, config_path = DETECTORS[name]
+        config = load_config(config_path)
+        workdir = os.path.join(args.workdir, name)
+        results = train_and_evaluate(config, workdir)
+        exp = Experiment(config, workdir)
+        batch = next(iter(exp.eval_batches()))
+        speeds = [images_per_second(exp, batch, size, args.repeats) for size in SPEED_BATCHES]
+        steps, minutes = training_minutes(workdir, config.train.batch_size)
+        rows.append((name, family, config_path, results, speeds, steps, minutes))
+
+    print("\nshapes 'multi' test split (500 scenes, 128x128, 5 classes); COCO metrics by pycocotools;")
+    print(f"inference = jitted predict step (forward, decoding, NMS), median of {args.repeats} calls")
+    print("| detector | family | config | AP | AP50 | AP75 | img/s batch 1 | img/s batch 8 | train steps | train min |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, family, config_path, r, speeds, steps, minutes in rows:
+        print(
+            f"| {name} | {family} | {os.path.basename(config_path)} | {r['AP']:.3f} | {r['AP50']:.3f} | "
+            f"{r['AP75']:.3f} | {speeds[0]:.1f} | {speeds[1]:.1f} | {steps} | {minutes:.1f} |"
+        )
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
