@@ -39,6 +39,7 @@ import jax.numpy as jnp
 
 import vision_jax.ops as vops
 from vision_jax.models.backbones.fpn import FPN
+from vision_jax.models.detector_inputs import check_train_inputs, image_sizes_or_canvas
 from vision_jax.models.heads import roi_box_head, rpn
 
 
@@ -177,12 +178,8 @@ class TwoStageDetector(nn.Module):
         gt_is_crowd: jax.Array | None = None,
     ) -> dict:
         self._validate(images)
-        batch, height, width = images.shape[:3]
-        if image_sizes is None:
-            image_sizes = jnp.broadcast_to(jnp.asarray([height, width], jnp.float32), (batch, 2))
-        image_sizes = jnp.asarray(image_sizes, jnp.float32)
-        if image_sizes.shape != (batch, 2):
-            raise ValueError(f"image_sizes must be [B, 2]=({batch}, 2) (height, width), got {image_sizes.shape}")
+        batch = images.shape[0]
+        image_sizes = image_sizes_or_canvas(images, image_sizes)
         features = self.features(images, train)
         if self.is_initializing() and not train:
             # Every parameter exists once the heads have run; proposal selection and post-processing
@@ -193,10 +190,7 @@ class TwoStageDetector(nn.Module):
             return {"logits": logits, "deltas": deltas}
         if not train:
             return self.detect(features, image_sizes)
-        if gt_boxes is None or gt_classes is None or gt_valid is None:
-            raise ValueError("training needs gt_boxes [B, G, 4], gt_classes [B, G] and gt_valid [B, G]")
-        if gt_is_crowd is None:
-            gt_is_crowd = jnp.zeros(gt_valid.shape, bool)
+        gt_is_crowd = check_train_inputs(gt_boxes, gt_classes, gt_valid, gt_is_crowd)
         return self._train_losses(
             features,
             image_sizes,

@@ -52,6 +52,7 @@ import vision_jax.ops as vops
 from vision_jax.models.backbones.resnet import ResNet
 from vision_jax.models.backbones.ssd_features import SSDResNetFeatures, SSDVGGFeatures, check_extras
 from vision_jax.models.backbones.vgg import VGG16
+from vision_jax.models.detector_inputs import check_train_inputs, image_sizes_or_canvas
 from vision_jax.models.from_config import backbone_from_config, compute_dtype
 from vision_jax.models.heads.ssd_head import SSDHead
 from vision_jax.ops.ssd_targets import SSD_BOX_WEIGHTS, ssd_detect, ssd_loss, ssd_targets
@@ -167,7 +168,7 @@ class SSD(nn.Module):
             raise ValueError(f"images must be [B, H, W, 3], got shape {images.shape}")
         if self.num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
-        batch, height, width = images.shape[:3]
+        height, width = images.shape[1:3]
         feature_maps = self.features(images, train)
         logits, deltas = self.head(feature_maps)
         default_boxes = self.default_boxes(feature_maps, (height, width))
@@ -178,16 +179,8 @@ class SSD(nn.Module):
         if self.is_initializing() and not train:
             return {"logits": logits, "deltas": deltas}
         if not train:
-            if image_sizes is None:
-                image_sizes = jnp.broadcast_to(jnp.asarray([height, width], jnp.float32), (batch, 2))
-            image_sizes = jnp.asarray(image_sizes, jnp.float32)
-            if image_sizes.shape != (batch, 2):
-                raise ValueError(f"image_sizes must be [B, 2]=({batch}, 2) (height, width), got {image_sizes.shape}")
-            return self.detect(logits, deltas, default_boxes, image_sizes)
-        if gt_boxes is None or gt_classes is None or gt_valid is None:
-            raise ValueError("training needs gt_boxes [B, G, 4], gt_classes [B, G] and gt_valid [B, G]")
-        if gt_is_crowd is None:
-            gt_is_crowd = jnp.zeros(gt_valid.shape, bool)
+            return self.detect(logits, deltas, default_boxes, image_sizes_or_canvas(images, image_sizes))
+        gt_is_crowd = check_train_inputs(gt_boxes, gt_classes, gt_valid, gt_is_crowd)
         return self.losses(logits, deltas, default_boxes, gt_boxes, gt_classes, gt_valid, gt_is_crowd)
 
     def losses(self, logits, deltas, default_boxes, gt_boxes, gt_classes, gt_valid, gt_is_crowd) -> dict:

@@ -26,27 +26,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vision_jax.models.detector_inputs import check_train_inputs, image_sizes_or_canvas
 from vision_jax.models.heads.yolo_head import YOLOv1Head
 from vision_jax.ops.yolo_decode import yolo_detections
 from vision_jax.ops.yolo_targets import yolo_v1_boxes_to_xyxy, yolo_v1_loss, yolo_v1_targets
-
-
-def _image_sizes(images: jax.Array, image_sizes: jax.Array | None) -> jax.Array:
-    batch, height, width = images.shape[:3]
-    if image_sizes is None:
-        return jnp.broadcast_to(jnp.asarray([height, width], jnp.float32), (batch, 2))
-    image_sizes = jnp.asarray(image_sizes, jnp.float32)
-    if image_sizes.shape != (batch, 2):
-        raise ValueError(f"image_sizes must be [B, 2]=({batch}, 2) (height, width), got {image_sizes.shape}")
-    return image_sizes
-
-
-def _check_train_inputs(gt_boxes, gt_classes, gt_valid, gt_is_crowd):
-    if gt_boxes is None or gt_classes is None or gt_valid is None:
-        raise ValueError("training needs gt_boxes [B, G, 4], gt_classes [B, G] and gt_valid [B, G]")
-    if gt_boxes.ndim != 3 or gt_boxes.shape[-1] != 4:
-        raise ValueError(f"gt_boxes must be [B, G, 4], got shape {gt_boxes.shape}")
-    return jnp.zeros(gt_valid.shape, bool) if gt_is_crowd is None else gt_is_crowd
 
 
 class YOLOv1(nn.Module):
@@ -114,14 +97,14 @@ class YOLOv1(nn.Module):
     ) -> dict:
         if images.ndim != 4:
             raise ValueError(f"YOLOv1 expects images [B, H, W, 3], got shape {images.shape}")
-        image_sizes = _image_sizes(images, image_sizes)
+        image_sizes = image_sizes_or_canvas(images, image_sizes)
         canvas = images.shape[1:3]
         boxes, confidences, class_probs = self.outputs(images, train)
         if self.is_initializing() and not train:
             return {"boxes": boxes, "confidences": confidences, "class_probs": class_probs}
         if not train:
             return self.detect(boxes, confidences, class_probs, image_sizes, canvas)
-        gt_is_crowd = _check_train_inputs(gt_boxes, gt_classes, gt_valid, gt_is_crowd)
+        gt_is_crowd = check_train_inputs(gt_boxes, gt_classes, gt_valid, gt_is_crowd)
 
         def per_image(boxes, confidences, class_probs, gt_boxes, gt_classes, gt_valid, gt_is_crowd):
             targets = yolo_v1_targets(boxes, gt_boxes, gt_classes, gt_valid, gt_is_crowd, canvas, self.num_classes)

@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vision_jax.models.detector_inputs import check_train_inputs, image_sizes_or_canvas
 from vision_jax.models.heads.yolo_head import YOLOv3Head
-from vision_jax.models.yolo_v1 import _check_train_inputs, _image_sizes
 from vision_jax.ops.anchors import YOLOV3_COCO_ANCHORS, YOLOV3_MASKS, yolo_anchor_priors, yolo_grid_offsets
 from vision_jax.ops.yolo_decode import yolo_detections
 from vision_jax.ops.yolo_targets import yolo_v3_layout, yolo_v3_loss, yolo_v3_targets
@@ -117,7 +117,7 @@ class YOLOv3(nn.Module):
     ) -> dict:
         if images.ndim != 4:
             raise ValueError(f"YOLOv3 expects images [B, H, W, 3], got shape {images.shape}")
-        image_sizes = _image_sizes(images, image_sizes)
+        image_sizes = image_sizes_or_canvas(images, image_sizes)
         levels = self.raw_outputs(images, train)
         if self.is_initializing() and not train:
             return {"raw": levels}
@@ -125,7 +125,7 @@ class YOLOv3(nn.Module):
         pred_boxes = self.decode_levels(levels, images)  # [B, N, 4], = yolo_v3_decode(raw, layout, strides)
         if not train:
             return self.detect(raw, pred_boxes, image_sizes)
-        gt_is_crowd = _check_train_inputs(gt_boxes, gt_classes, gt_valid, gt_is_crowd)
+        gt_is_crowd = check_train_inputs(gt_boxes, gt_classes, gt_valid, gt_is_crowd)
         canvas = images.shape[1:3]
 
         def per_image(raw, pred_boxes, gt_boxes, gt_classes, gt_valid, gt_is_crowd):
