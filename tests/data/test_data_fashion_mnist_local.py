@@ -66,9 +66,11 @@ def test_images_equal_the_raw_idx_bytes(fashion_config, rng, seed):
     with gzip.open(os.path.join(fashion_mnist_local.DEFAULT_ROOT, "t10k-labels-idx1-ubyte.gz")) as f:
         raw_labels = np.frombuffer(f.read()[8:], np.uint8)
     examples = list(ds.take(50).as_numpy_iterator())
-    # tfds.even_splits gives process p of n the examples from p * 10000 // n on (10000 splits evenly
-    # for n in 2..5).
-    assert int(examples[0]["image_id"]) == process_index * 10_000 // process_count, seed
+    # tfds.even_splits gives each of n shards 10000 // n examples and the first 10000 % n shards one
+    # more (3 shards: 3334, 3333, 3333), so process p starts here:
+    size, extra = divmod(10_000, process_count)
+    first = process_index * size + min(process_index, extra)
+    assert int(examples[0]["image_id"]) == first, f"process {process_index} of {process_count}, seed={seed}"
     for example in examples:
         i = int(example["image_id"])
         np.testing.assert_array_equal(example["image"][..., 1], raw_images[i], err_msg=f"id {i} seed={seed}")

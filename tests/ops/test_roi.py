@@ -449,6 +449,18 @@ def test_roi_pool_matches_torchvision_algorithm_with_ties_and_half_pixels():
     assert np.array_equal(ours, ref), f"seed={seed} output={output_size} shape={features.shape}"
 
 
+@pytest.mark.parametrize("height,width", [(1, 1), (1, 9), (7, 1)])
+def test_roi_pool_on_a_map_one_pixel_high_or_wide(height, width):
+    """No power-of-two window above 1 exists along a 1-pixel axis (it once broke tracing there)."""
+    seed, rng = fresh_rng()
+    features = rng.integers(-2, 3, (2, height, width, 3)).astype(np.float32)
+    boxes = random_boxes(rng, 40, height, width, 1.0)
+    box_indices = rng.integers(0, 2, 40).astype(np.int32)
+    ours = np.asarray(jit_roi_pool(features, boxes, box_indices, output_size=(2, 3)))
+    ref, _ = reference_roi_pool(features, boxes, box_indices, (2, 3), 1.0)
+    assert np.array_equal(ours, ref), f"seed={seed}"
+
+
 def test_roi_pool_gradient_goes_to_the_first_argmax_only():
     seed, rng = fresh_rng()
     features, boxes, box_indices = random_case(rng, num_boxes=100, channels=3)

@@ -501,7 +501,9 @@ def roi_pool(
     empty = ((h_hi <= h_lo)[:, :, None] | (w_hi <= w_lo)[:, None, :]) | ~finite[:, None, None]
 
     def log2_floor(extent, limit):  # largest i with 2**i <= extent (0 for empty bins)
-        return sum((extent >= 2**i).astype(jnp.int32) for i in range(1, limit.bit_length()))
+        # Start from an array: a map 1 pixel high (or wide) has no level above 0.
+        zero = jnp.zeros(extent.shape, jnp.int32)
+        return sum(((extent >= 2**i).astype(jnp.int32) for i in range(1, limit.bit_length())), zero)
 
     level_h, level_w = log2_floor(h_hi - h_lo, height), log2_floor(w_hi - w_lo, width)
     rows = [h_lo, jnp.maximum(h_hi - 2**level_h, 0)]
