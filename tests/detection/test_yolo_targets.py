@@ -143,19 +143,24 @@ def test_v3_layout_and_decode_match_numpy(rng, seed):
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-4, err_msg=f"seed={seed}")
 
 
-@pytest.mark.parametrize("ignore_threshold", [0.5, 0.3])
-def test_v3_targets_ignore_mask_and_loss_match_numpy(rng, seed, ignore_threshold):
+@pytest.mark.parametrize("ignore_threshold,prior_iou_threshold", [(0.5, None), (0.3, None), (0.5, 0.3)])
+def test_v3_targets_ignore_mask_and_loss_match_numpy(rng, seed, ignore_threshold, prior_iou_threshold):
+    """The paper's single best prior, and AlexeyAB darknet's extra priors above an IoU threshold."""
     layout, raw, _, (gt_boxes, gt_classes, gt_valid, gt_crowd) = v3_case(rng)
     pred_boxes = np.array(yolo_v3_decode(jnp.asarray(raw), layout, STRIDES))
     # Move some predictions onto ground truths (jittered) so the ignore mask has work to do.
     chosen = rng.choice(len(pred_boxes), 40, replace=False)
     pred_boxes[chosen] = gt_boxes[rng.integers(0, len(gt_boxes), 40)] + rng.normal(0, 2, size=(40, 4))
     fn = jax.jit(lambda p, b, c, v, cr: yolo_v3_targets(
-        p, b, c, v, cr, layout, PRIORS, STRIDES, (HEIGHT, WIDTH), NUM_CLASSES, ignore_threshold
+        p, b, c, v, cr, layout, PRIORS, STRIDES, (HEIGHT, WIDTH), NUM_CLASSES, ignore_threshold, prior_iou_threshold
     ))  # fmt: skip
     targets = fn(pred_boxes, gt_boxes, gt_classes, gt_valid, gt_crowd)
     want = ref.v3_targets(pred_boxes, gt_boxes, gt_classes, gt_valid, gt_crowd, SHAPES, PRIORS, MASKS, STRIDES,
-                          HEIGHT, WIDTH, NUM_CLASSES, ignore_threshold)  # fmt: skip
+                          HEIGHT, WIDTH, NUM_CLASSES, ignore_threshold, prior_iou_threshold)  # fmt: skip
+    if prior_iou_threshold is not None:  # the extra priors must be exercised
+        single = ref.v3_targets(pred_boxes, gt_boxes, gt_classes, gt_valid, gt_crowd, SHAPES, PRIORS, MASKS,
+                                STRIDES, HEIGHT, WIDTH, NUM_CLASSES, ignore_threshold)  # fmt: skip
+        assert want["assigned"].sum() > single["assigned"].sum() + 5, f"seed={seed}"
     assert want["assigned"].sum() >= 4 and want["ignored"].sum() >= 3, (
         f"seed={seed}: assigned {want['assigned'].sum()}, ignored {want['ignored'].sum()}: too few to test"
     )

@@ -124,7 +124,7 @@ def v3_slot(level, row, col, slot, shapes, masks):
 
 
 def v3_targets(pred_boxes, gt_boxes, gt_classes, gt_valid, gt_crowd, shapes, priors, masks, strides,
-               height, width, num_classes, ignore_threshold):  # fmt: skip
+               height, width, num_classes, ignore_threshold, prior_iou_threshold=None):  # fmt: skip
     pred_boxes, gt_boxes = np.asarray(pred_boxes, np.float64), np.asarray(gt_boxes, np.float64)
     num = len(pred_boxes)
     owner = -np.ones(num, int)
@@ -133,13 +133,16 @@ def v3_targets(pred_boxes, gt_boxes, gt_classes, gt_valid, gt_crowd, shapes, pri
             continue
         w, h = box[2] - box[0], box[3] - box[1]
         shape_ious = [iou([0, 0, w, h], [0, 0, pw, ph]) for pw, ph in priors]
-        best = int(np.argmax(shape_ious))
-        level = next(l for l, mask in enumerate(masks) if best in mask)
-        stride = strides[level]
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        col = min(max(int(np.floor(cx / stride)), 0), shapes[level][1] - 1)
-        row = min(max(int(np.floor(cy / stride)), 0), shapes[level][0] - 1)
-        owner[v3_slot(level, row, col, list(masks[level]).index(best), shapes, masks)] = g
+        chosen = [int(np.argmax(shape_ious))]  # the paper: the best prior only
+        if prior_iou_threshold is not None:  # AlexeyAB darknet's iou_thresh: also every prior above it
+            chosen += [k for k, v in enumerate(shape_ious) if v > prior_iou_threshold and k != chosen[0]]
+        for k in chosen:
+            level = next(l for l, mask in enumerate(masks) if k in mask)
+            stride = strides[level]
+            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            col = min(max(int(np.floor(cx / stride)), 0), shapes[level][1] - 1)
+            row = min(max(int(np.floor(cy / stride)), 0), shapes[level][0] - 1)
+            owner[v3_slot(level, row, col, list(masks[level]).index(k), shapes, masks)] = g
     out = {
         "assigned": owner >= 0,
         "gt_index": owner,

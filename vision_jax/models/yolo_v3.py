@@ -42,7 +42,8 @@ class YOLOv3(nn.Module):
       backbone: module mapping images to a dict holding 'C3', 'C4', 'C5' (strides 8, 16, 32).
       num_classes: C. priors: K (width, height) pixels. masks: 3 tuples of prior indices (coarsest first).
       neck_channels: 1x1 width of the coarsest level (512 in yolov3.cfg), halved per finer level.
-      ignore_threshold, box_weight, objectness_weight, class_weight: loss settings.
+      ignore_threshold, prior_iou_threshold, box_weight, objectness_weight, class_weight: loss
+        settings (yolo_v3_targets, yolo_v3_loss).
       score_threshold, nms_threshold, max_detections, pre_nms_topk: decoding (yolo_detections).
     """
 
@@ -52,6 +53,7 @@ class YOLOv3(nn.Module):
     masks: Sequence[Sequence[int]] = YOLOV3_MASKS
     neck_channels: int = 512
     ignore_threshold: float = 0.5
+    prior_iou_threshold: float | None = None
     box_weight: float = 1.0
     objectness_weight: float = 1.0
     class_weight: float = 1.0
@@ -131,7 +133,7 @@ class YOLOv3(nn.Module):
         def per_image(raw, pred_boxes, gt_boxes, gt_classes, gt_valid, gt_is_crowd):
             targets = yolo_v3_targets(
                 pred_boxes, gt_boxes, gt_classes, gt_valid, gt_is_crowd, layout, self.priors, strides, canvas,
-                self.num_classes, self.ignore_threshold,
+                self.num_classes, self.ignore_threshold, self.prior_iou_threshold,
             )  # fmt: skip
             losses = yolo_v3_loss(raw, targets, self.box_weight, self.objectness_weight, self.class_weight)
             assigned_iou = jnp.where(targets["assigned"], targets["max_iou"], 0.0)

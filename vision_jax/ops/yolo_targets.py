@@ -29,7 +29,8 @@ YOLO v3 (Redmon & Farhadi, 2018). The model outputs, per level l (coarsest first
 per prior a, raw (t_x, t_y, t_w, t_h, t_o, t_c1..t_cC); they are flattened level by level, then row,
 column, prior: N = sum_l H_l W_l A_l predictions. Each usable ground truth goes to the single prior
 (of all levels) whose (width, height) has the best IoU with its own (both centred), at the cell
-holding its centre on that prior's level. Targets there: x* = c_x / stride - col, y* likewise (in
+holding its centre on that prior's level; with `prior_iou_threshold` (off by default) also to every
+prior whose IoU exceeds it (AlexeyAB darknet's `iou_thresh`). Targets there: x* = c_x / stride - col, y* likewise (in
 [0, 1)), w* = log(w / p_w), h* = log(h / p_h), class one-hot. Every other prediction is a negative,
 except those whose decoded box has IoU > `ignore_threshold` with any valid ground truth (crowd
 included): they are ignored by the objectness loss. Loss, summed over the image:
@@ -270,6 +271,7 @@ def yolo_v3_targets(
     image_size: Sequence[float],
     num_classes: int,
     ignore_threshold: float = 0.5,
+    prior_iou_threshold: float | None = None,
 ) -> dict[str, jnp.ndarray]:
     """YOLO v3 assignment of one image (module docstring); no gradient flows through it.
 
@@ -277,6 +279,9 @@ def yolo_v3_targets(
       pred_boxes: [N, 4] decoded xyxy boxes (`yolo_v3_decode`), for the ignore mask.
       gt_*: one image's padded ground truth. layout: `yolo_v3_layout`'s tables (same priors).
       priors: K (width, height) pixels; strides: L strides; image_size: (height, width) of the canvas.
+      prior_iou_threshold: None for the paper's single best prior; else every prior whose shape IoU
+        with the ground truth exceeds it is assigned too (AlexeyAB darknet's `iou_thresh`, 0.213 in
+        its YOLOv4 configs), each at the cell holding the centre on that prior's level.
     Returns:
       assigned [N] bool; gt_index [N] int32 (-1 where unassigned); box_targets [N, 4] (x*, y*, w*, h*);
       box_weights [N] (2 - w h / (W H) where assigned, else 0); class_targets [N, C] one-hot where
@@ -293,21 +298,29 @@ def yolo_v3_targets(
     gt_wh = centre[:, 2:]
     inter = jnp.prod(jnp.minimum(gt_wh[:, None, :], priors_np[None]), -1)
     shape_iou = inter / (jnp.prod(gt_wh, -1)[:, None] + np.prod(priors_np, -1)[None] - inter)
+    num_priors = priors_np.shape[0]
     best_prior = jnp.argmax(shape_iou, axis=-1)  # [G], first on ties
+    chosen = jnp.arange(num_priors)[None, :] == best_prior[:, None]  # [G, K]
+    if prior_iou_threshold is not None:
+        chosen |= shape_iou > prior_iou_threshold
 
-    # Static per-prior tables (level, slot within its level's mask, grid, level offset) as constants.
-    prior_level = jnp.asarray(layout["prior_level"])[best_prior]
-    grid_h = jnp.asarray(layout["level_shapes"][:, 0])[prior_level]
-    grid_w = jnp.asarray(layout["level_shapes"][:, 1])[prior_level]
-    stride = jnp.asarray(strides_np)[prior_level]
-    col = jnp.clip(jnp.floor(centre[:, 0] / stride), 0, grid_w - 1).astype(jnp.int32)
-    row = jnp.clip(jnp.floor(centre[:, 1] / stride), 0, grid_h - 1).astype(jnp.int32)
+    # The slot of every (ground truth, prior) pair: static per-prior tables (level, slot within its
+    # level's mask, grid, level offset) and the cell holding the centre on that prior's level.
+    prior_level = layout["prior_level"]  # [K]
+    grid_h, grid_w = layout["level_shapes"][prior_level, 0], layout["level_shapes"][prior_level, 1]
+    stride = strides_np[prior_level]
+    col = jnp.clip(jnp.floor(centre[:, :1] / stride), 0, grid_w - 1).astype(jnp.int32)  # [G, K]
+    row = jnp.clip(jnp.floor(centre[:, 1:2] / stride), 0, grid_h - 1).astype(jnp.int32)
     flat = (
-        jnp.asarray(layout["offsets"].astype(np.int32))[prior_level]
-        + (row * grid_w + col) * jnp.asarray(layout["level_num_priors"])[prior_level]
-        + jnp.asarray(layout["prior_slot"])[best_prior]
+        layout["offsets"].astype(np.int32)[prior_level]
+        + (row * grid_w + col) * layout["level_num_priors"][prior_level]
+        + layout["prior_slot"]
     )
-    owner = _last_owner(flat, _usable(gt_boxes, gt_valid, gt_is_crowd), num_predictions)
+    usable = _usable(gt_boxes, gt_valid, gt_is_crowd)[:, None] & chosen
+    # Pairs flattened ground truth major: the highest pair index on a slot is the highest gt index
+    # (one gt never puts two priors on one slot), so "last wins" holds as for a single prior.
+    pair_owner = _last_owner(flat.reshape(-1), usable.reshape(-1), num_predictions)
+    owner = jnp.where(pair_owner >= 0, pair_owner // num_priors, -1)
     assigned = owner >= 0
     safe = jnp.maximum(owner, 0)
 

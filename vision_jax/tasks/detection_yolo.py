@@ -12,7 +12,9 @@ Keys of `config.model.yolo` (defaults: the papers' VOC v1 at 448² and COCO v3 a
   lambda_coord, lambda_noobj, rescore (v1 loss: confidence target IoU if rescore, else 1).
 - priors: (width, height) pairs in pixels AT data.image_size (v3; COCO's k-means priors at 416²),
   masks: prior indices per level, coarsest (stride 32) first; neck_channels (v3 neck width);
-  darknet_stage_sizes (residual blocks per Darknet stage); ignore_threshold; box_weight,
+  darknet_stage_sizes (residual blocks per Darknet stage); ignore_threshold; prior_iou_threshold
+  (None: the paper's single best prior per object; a number: also every prior above that shape IoU,
+  AlexeyAB darknet's iou_thresh); box_weight,
   objectness_weight, class_weight (v3 loss terms).
 - score_threshold, nms_threshold, max_detections, pre_nms_topk: decoding (both versions).
 """
@@ -45,6 +47,7 @@ def yolo_config_defaults() -> ml_collections.ConfigDict:
     y.neck_channels = 512
     y.darknet_stage_sizes = DARKNET53_STAGE_SIZES
     y.ignore_threshold = 0.5
+    y.prior_iou_threshold = ml_collections.config_dict.placeholder(float)  # None: the paper's one prior
     y.box_weight = 1.0
     y.objectness_weight = 1.0
     y.class_weight = 1.0
@@ -110,6 +113,14 @@ def build_yolo_v1(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv1
     )
 
 
+def _prior_iou_threshold(value) -> float | None:
+    if value is None:
+        return None
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"config.model.yolo.prior_iou_threshold={value} must be in [0, 1) or None")
+    return float(value)
+
+
 def build_yolo_v3(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv3:
     _check(config, "yolo_v3")
     y = config.model.yolo
@@ -128,6 +139,7 @@ def build_yolo_v3(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv3
         masks=masks,
         neck_channels=int(y.neck_channels),
         ignore_threshold=float(y.ignore_threshold),
+        prior_iou_threshold=_prior_iou_threshold(y.prior_iou_threshold),
         box_weight=float(y.box_weight),
         objectness_weight=float(y.objectness_weight),
         class_weight=float(y.class_weight),
