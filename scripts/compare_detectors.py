@@ -95,6 +95,8 @@ def main():
         config = load_config(config_path)
         workdir = os.path.join(args.workdir, name)
         results = train_and_evaluate(config, workdir)
+        if not results:
+            raise SystemExit(f"{name}: stopped by SIGTERM before its last step; run the same command to resume")
         exp = Experiment(config, workdir)
         batch = next(iter(exp.eval_batches()))
         speeds = [images_per_second(exp, batch, size, args.repeats) for size in SPEED_BATCHES]

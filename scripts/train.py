@@ -20,6 +20,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     results = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    if not results:  # stopped by SIGTERM before the last step
+        print("Stopped before the last step; run the same command again to resume from the checkpoint.")
+        return
     print("final eval: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
 
 

@@ -119,7 +119,8 @@ def require_writable_workdir(workdir: str) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Trains (or resumes) a run in `workdir`; returns the final evaluation metrics."""
+    """Trains (or resumes) a run in `workdir`; returns the final evaluation metrics, or {} when
+    SIGTERM stopped it before the last step (its checkpoint saved; the same call resumes it)."""
     require_writable_workdir(workdir)
     exp = Experiment(config, workdir)
     t = config.train
@@ -184,8 +185,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 _write_eval_json(workdir, step, results, is_main)
                 if is_main:
                     print(f"\nstep {step} eval: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
-            if stop["sigterm"]:
+            if stop["sigterm"] and not last:
                 print(f"SIGTERM: checkpoint saved at step {step}; stopping.")
+                results = {}  # an earlier evaluation is not the run's final one
                 break
     finally:
         exp.manager.wait_until_finished()
