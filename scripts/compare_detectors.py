@@ -11,7 +11,8 @@ the same dataset (shapes 'multi', 128x128, the same 5000 training and 500 test s
 
 Prints one markdown table (the README's comparison table is a copy of it) plus the load average,
 because the machine may be shared; training minutes come from each run's metrics.jsonl (logged
-images/s), so they count a resumed run's steps once.
+images/s: steps x batch over the median interval's speed, so a paused or resumed run is not
+charged its idle time), which depend on the load the run was trained under.
 """
 
 from __future__ import annotations
@@ -64,16 +65,18 @@ def images_per_second(exp: Experiment, batch: dict[str, np.ndarray], size: int, 
 
 
 def training_minutes(workdir: str, batch_size: int) -> tuple[int, float]:
-    """(last step, minutes of training steps) from metrics.jsonl: each logged interval's steps x batch
-    over its images/s, summed; evaluation and checkpointing are not counted, compilation is."""
-    last_step, seconds = 0, 0.0
+    """(last step, minutes of training) from metrics.jsonl: last step x batch over the median of the
+    logged intervals' images/s. The median, not the sum of the intervals: an interval in which the
+    run was paused or stopped and resumed later would count the idle time (evaluation,
+    checkpointing and compilation are left out the same way)."""
+    last_step, speeds = 0, []
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         for line in f:
             record = json.loads(line)
             if record.get("split") == "train" and record["step"] > last_step:
-                seconds += (record["step"] - last_step) * batch_size / record["images_per_second"]
+                speeds.append(record["images_per_second"])
                 last_step = record["step"]
-    return last_step, seconds / 60.0
+    return last_step, last_step * batch_size / statistics.median(speeds) / 60.0
 
 
 def main():
