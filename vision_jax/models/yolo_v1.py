@@ -7,9 +7,11 @@ probabilities per cell, trained with the sum-squared loss of `vision_jax.ops.yol
 
 The paper's 24-conv backbone pretrained on ImageNet at 224² is replaced by a configurable one (a
 ResNet in the configs); its head (the last four convs and two FC layers) is kept, with BatchNorm
-(see heads/yolo_head.py). The paper's output layer is linear; here x, y, sqrt_w, sqrt_h and the
-confidence go through a sigmoid and the class scores through a softmax, so every value lives in
-the range the loss compares it with (P(class | object) sums to 1 as the paper defines it).
+(see heads/yolo_head.py). The paper's output layer is linear (darknet's yolov1.cfg: `activation=
+linear`, `softmax=0`) and so is ours with `linear_outputs=True`; by default x, y, sqrt_w, sqrt_h and
+the confidence go through a sigmoid and the class scores through a softmax, so every value lives in
+the range the loss compares it with (P(class | object) sums to 1 as the paper defines it). Linear
+outputs are clipped to [0, 1] for decoding only (the loss sees them as they are).
 
 Inputs/outputs follow the detection task's contract (see vision_jax/models/faster_rcnn.py):
 train -> {'loss', 'losses': {coord, object, no_object, class}, 'metrics'}, every term summed over
@@ -40,6 +42,7 @@ class YOLOv1(nn.Module):
       num_classes: C. grid_size: S. boxes_per_cell: B.
       head_channels, fc_dim, dropout: the head's widths and dropout rate (paper: 1024, 4096, 0.5).
       lambda_coord, lambda_noobj, rescore: loss settings (vision_jax.ops.yolo_targets).
+      linear_outputs: the paper's linear output layer instead of sigmoid / softmax (module docstring).
       score_threshold, nms_threshold, max_detections, pre_nms_topk: decoding (yolo_detections).
     """
 
@@ -54,6 +57,7 @@ class YOLOv1(nn.Module):
     lambda_coord: float = 5.0
     lambda_noobj: float = 0.5
     rescore: bool = True
+    linear_outputs: bool = False
     score_threshold: float = 0.01
     nms_threshold: float = 0.45
     max_detections: int = 100
@@ -72,17 +76,19 @@ class YOLOv1(nn.Module):
         )
 
     def outputs(self, images: jax.Array, train: bool):
-        """-> boxes [B, S, S, B', 4] (x, y, sqrt_w, sqrt_h) in [0, 1], confidences [B, S, S, B'],
-        class_probs [B, S, S, C], all float32."""
+        """-> boxes [B, S, S, B', 4] (x, y, sqrt_w, sqrt_h), confidences [B, S, S, B'], class_probs
+        [B, S, S, C], all float32; in [0, 1] unless `linear_outputs`."""
         features = self.backbone(images, train=train)
         if self.feature not in features:
             raise ValueError(f"YOLOv1 feature={self.feature!r} is not a backbone output: {sorted(features)}")
         raw = self.head(features[self.feature], train).astype(jnp.float32)
         num_boxes = self.boxes_per_cell
-        boxes = jax.nn.sigmoid(raw[..., : 4 * num_boxes]).reshape(*raw.shape[:3], num_boxes, 4)
-        confidences = jax.nn.sigmoid(raw[..., 4 * num_boxes : 5 * num_boxes])
-        class_probs = jax.nn.softmax(raw[..., 5 * num_boxes :], axis=-1)
-        return boxes, confidences, class_probs
+        boxes = raw[..., : 4 * num_boxes].reshape(*raw.shape[:3], num_boxes, 4)
+        confidences = raw[..., 4 * num_boxes : 5 * num_boxes]
+        class_probs = raw[..., 5 * num_boxes :]
+        if self.linear_outputs:
+            return boxes, confidences, class_probs
+        return jax.nn.sigmoid(boxes), jax.nn.sigmoid(confidences), jax.nn.softmax(class_probs, axis=-1)
 
     def __call__(
         self,
@@ -129,6 +135,9 @@ class YOLOv1(nn.Module):
         return {"loss": sum(losses.values()), "losses": losses, "metrics": metrics}
 
     def detect(self, boxes, confidences, class_probs, image_sizes, canvas) -> dict[str, jax.Array]:
+        if self.linear_outputs:  # the sigmoid / softmax outputs are in [0, 1] already
+            boxes, confidences, class_probs = (jnp.clip(v, 0.0, 1.0) for v in (boxes, confidences, class_probs))
+
         def per_image(boxes, confidences, class_probs, image_size):
             xyxy = yolo_v1_boxes_to_xyxy(boxes, canvas).reshape(-1, 4)  # [S*S*B', 4], cell-major
             scores = (confidences[..., None] * class_probs[:, :, None, :]).reshape(xyxy.shape[0], -1)

@@ -9,7 +9,8 @@ VGG) built by backbone_from_config with model.width / stem / dtype.
 Keys of `config.model.yolo` (defaults: the papers' VOC v1 at 448² and COCO v3 at 416²):
 - grid_size (S, v1), boxes_per_cell (B, v1), feature (the backbone output the v1 head reads, 'C5'
   (stride 32, the paper's 14x14 at 448²) or 'C4' for small inputs), head_channels / fc_dim / dropout (v1 head),
-  lambda_coord, lambda_noobj, rescore (v1 loss: confidence target IoU if rescore, else 1).
+  lambda_coord, lambda_noobj, rescore (v1 loss: confidence target IoU if rescore, else 1),
+  linear_outputs (v1: the paper's linear output layer instead of sigmoid / softmax).
 - priors: (width, height) pairs in pixels AT data.image_size (v3; COCO's k-means priors at 416²),
   masks: prior indices per level, coarsest (stride 32) first; neck_channels (v3 neck width);
   darknet_stage_sizes (residual blocks per Darknet stage); ignore_threshold; prior_iou_threshold
@@ -42,6 +43,7 @@ def yolo_config_defaults() -> ml_collections.ConfigDict:
     y.lambda_coord = 5.0
     y.lambda_noobj = 0.5
     y.rescore = True
+    y.linear_outputs = False
     y.priors = tuple(tuple(float(v) for v in p) for p in YOLOV3_COCO_ANCHORS)
     y.masks = YOLOV3_MASKS
     y.neck_channels = 512
@@ -108,6 +110,7 @@ def build_yolo_v1(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv1
         lambda_coord=float(y.lambda_coord),
         lambda_noobj=float(y.lambda_noobj),
         rescore=bool(y.rescore),
+        linear_outputs=bool(y.linear_outputs),
         dtype=compute_dtype(config.model),
         **_decoding(y),
     )

@@ -1,0 +1,53 @@
+"""YOLOv1's output layer: sigmoid / softmax by default, the paper's linear layer on request, and
+decoding of linear outputs clipped to [0, 1]; checked against NumPy on the same parameters."""
+
+import jax
+import numpy as np
+
+from vision_jax.models.backbones import ResNet
+from vision_jax.models.yolo_v1 import YOLOv1
+
+SIZE, GRID, BOXES, CLASSES = 64, 4, 2, 3
+
+
+def model(linear: bool) -> YOLOv1:
+    backbone = ResNet(stage_sizes=(1, 1, 1), block="basic", width=4, stem="cifar")
+    return YOLOv1(
+        backbone=backbone, num_classes=CLASSES, grid_size=GRID, boxes_per_cell=BOXES, feature="C4",
+        head_channels=8, fc_dim=16, dropout=0.0, linear_outputs=linear, score_threshold=0.0,
+    )  # fmt: skip
+
+
+def test_linear_outputs_are_the_raw_layer_and_the_default_squashes_them(rng, seed):
+    images = rng.uniform(0, 1, (2, SIZE, SIZE, 3)).astype(np.float32)
+    linear, squashed = model(True), model(False)
+    variables = squashed.init(jax.random.PRNGKey(seed % 2**31), images)
+    raw_boxes, raw_conf, raw_classes = (
+        np.asarray(v, np.float64) for v in linear.apply(variables, images, False, method=YOLOv1.outputs)
+    )
+    boxes, conf, classes = squashed.apply(variables, images, False, method=YOLOv1.outputs)
+    sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    softmax = np.exp(raw_classes - raw_classes.max(-1, keepdims=True))
+    softmax /= softmax.sum(-1, keepdims=True)
+    assert raw_boxes.shape == (2, GRID, GRID, BOXES, 4) and raw_classes.shape == (2, GRID, GRID, CLASSES)
+    np.testing.assert_allclose(np.asarray(boxes), sigmoid(raw_boxes), rtol=1e-5, atol=1e-6, err_msg=f"seed={seed}")
+    np.testing.assert_allclose(np.asarray(conf), sigmoid(raw_conf), rtol=1e-5, atol=1e-6, err_msg=f"seed={seed}")
+    np.testing.assert_allclose(np.asarray(classes), softmax, rtol=1e-5, atol=1e-6, err_msg=f"seed={seed}")
+    assert raw_classes.min() < 0 or raw_classes.max() > 1, f"seed={seed}: raw outputs should leave [0, 1]"
+
+
+def test_linear_outputs_decode_with_clipped_confidences_and_classes(rng, seed):
+    images = rng.uniform(0, 1, (1, SIZE, SIZE, 3)).astype(np.float32)
+    linear = model(True)
+    variables = linear.init(jax.random.PRNGKey(seed % 2**31), images)
+    _, conf, classes = (
+        np.asarray(v, np.float64) for v in linear.apply(variables, images, False, method=YOLOv1.outputs)
+    )
+    scores = np.clip(conf, 0, 1)[..., None] * np.clip(classes, 0, 1)[:, :, :, None, :]  # [1, S, S, B, C]
+    out = linear.apply(variables, images)
+    got = np.asarray(out["scores"])[np.asarray(out["valid"])]
+    assert got.min() >= 0.0 and got.max() <= 1.0, f"seed={seed}"
+    # Greedy NMS keeps the best box, and every kept score is one of the clipped products.
+    np.testing.assert_allclose(got.max(), scores.max(), rtol=1e-5, err_msg=f"seed={seed}")
+    nearest = np.abs(got[:, None] - scores.reshape(1, -1)).min(1)
+    assert nearest.max() <= 1e-5 * max(1.0, scores.max()), f"seed={seed}"
