@@ -19,7 +19,6 @@ shared: the load average is printed before and after.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -35,18 +34,14 @@ import optax
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from vision_jax.tasks.detection import DetectionTask, build_faster_rcnn
+from vision_jax.train.config import load_config_file
 
 NUM_CLASSES = 80
 NUM_OBJECTS = 20
 
 
 def load_config(size: int):
-    spec = importlib.util.spec_from_file_location(
-        "config", os.path.join(REPO, "configs/detection/faster_rcnn_R50_FPN.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config_file(os.path.join(REPO, "configs/detection/faster_rcnn_R50_FPN.py"))
     config.data.image_size = config.data.min_size = config.data.max_size = size
     config.data.scale_jitter = ()
     return config

@@ -15,7 +15,6 @@ bfloat16 is the GPU config's dtype; on CPU it is emulated and slow, hence --dtyp
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -30,6 +29,7 @@ sys.path.insert(0, REPO)
 from vision_jax.data.dataset_info import DatasetInfo
 from vision_jax.tasks.classification import ClassificationTask
 from vision_jax.train import parallel
+from vision_jax.train.config import load_config_file
 from vision_jax.train.optimizers import build_optimizer
 from vision_jax.train.state import create_train_state
 from vision_jax.train.steps import make_train_step
@@ -38,12 +38,7 @@ NUM_CLASSES = 1000
 
 
 def load_config(dtype: str, size: int):
-    spec = importlib.util.spec_from_file_location(
-        "config", os.path.join(REPO, "configs/classification/imagenet_resnet50.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config_file(os.path.join(REPO, "configs/classification/imagenet_resnet50.py"))
     config.model.dtype = dtype
     config.data.image_size = size
     return config

@@ -18,7 +18,6 @@ charged its idle time), which depend on the load the run was trained under.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -32,6 +31,7 @@ from absl import logging
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from vision_jax.train import parallel
+from vision_jax.train.config import load_config_file
 from vision_jax.train.loop import Experiment, train_and_evaluate
 
 DETECTORS = {
@@ -43,10 +43,7 @@ SPEED_BATCHES = (1, 8)
 
 
 def load_config(path: str):
-    spec = importlib.util.spec_from_file_location("config", os.path.join(REPO, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config_file(os.path.join(REPO, path))
     config.train.progress_bar = False
     return config
 

@@ -12,13 +12,13 @@ expects. Prints the priors sorted by area (paste them into the config; masks the
 from __future__ import annotations
 
 import argparse
-import importlib.util
 
 import numpy as np
 import tensorflow as tf
 
 from vision_jax.data import datasets
 from vision_jax.tasks import get_task
+from vision_jax.train.config import load_config_file
 
 
 def shape_iou(wh: np.ndarray, priors: np.ndarray) -> np.ndarray:
@@ -52,10 +52,7 @@ def main() -> None:
     parser.add_argument("--max_images", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    spec = importlib.util.spec_from_file_location("config", args.config)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config_file(args.config)
     ds, info = datasets.load(config.data, config.data.train_split)
     preprocess = get_task(config).preprocess(info, train=False)
     wh = []

@@ -6,7 +6,6 @@ checked by building and tracing them on tfds mock data, as DESIGN.md asks.
 
 import contextlib
 import glob
-import importlib.util
 import os
 
 import jax
@@ -17,7 +16,7 @@ import tensorflow_datasets as tfds
 
 from vision_jax.data import datasets
 from vision_jax.tasks import get_task
-from vision_jax.train.config import validate
+from vision_jax.train.config import load_config_file, validate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True))
@@ -25,10 +24,7 @@ LOCAL_DATA = {"shapes", "fashion_mnist_local", "image_folder", "mask_folder", "c
 
 
 def load_config(relative_path):
-    spec = importlib.util.spec_from_file_location("config_under_test", os.path.join(REPO, relative_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(os.path.join(REPO, relative_path))
 
 
 @pytest.mark.parametrize("path", CONFIGS)
@@ -64,3 +60,17 @@ def test_config_builds_and_traces_a_train_step(path, tmp_path):
     assert loss.shape == () and all(m.shape == () for m in metrics.values())
     assert jax.tree.structure(new_state) == jax.tree.structure({k: v for k, v in variables.items() if k != "params"})
 
+
+def test_load_config_file_returns_get_config_and_names_bad_files(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(
+        "from vision_jax.train.config import base_config\n"
+        "def get_config():\n    c = base_config('classification')\n    c.train.num_steps = 123\n    return c\n"
+    )
+    config = load_config_file(str(path))
+    assert config.task == "classification" and config.train.num_steps == 123
+    with pytest.raises(FileNotFoundError, match=r"config file '.*missing\.py' not found"):
+        load_config_file(str(tmp_path / "missing.py"))
+    (tmp_path / "empty.py").write_text("X = 1\n")
+    with pytest.raises(ValueError, match=r"config file '.*empty\.py' defines no get_config\(\)"):
+        load_config_file(str(tmp_path / "empty.py"))

@@ -14,6 +14,7 @@ from vision_jax.models.backbones import VGG16, ResNet
 from vision_jax.models.fcn import FCN
 from vision_jax.models.segnet import SegNet
 from vision_jax.tasks.segmentation import SegmentationTask
+from vision_jax.train.config import load_config_file
 
 TINY_RESNET = ResNet(stage_sizes=(1, 1, 1, 1), block="basic", width=4)
 
@@ -130,15 +131,9 @@ def vgg16_fcn8s_parameter_count(num_classes: int, head: int = 4096, fc6_kernel: 
 
 
 def test_full_size_vgg16_fcn8s_config_builds_and_traces(repo_root):
-    import importlib.util
     import os
 
-    spec = importlib.util.spec_from_file_location(
-        "pets", os.path.join(repo_root, "configs/segmentation/pets_fcn8s_vgg16.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config_file(os.path.join(repo_root, "configs/segmentation/pets_fcn8s_vgg16.py"))
     info = DatasetInfo(
         name="oxford_iiit_pet",
         num_classes=1,

@@ -12,6 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from vision_jax.train.config import load_config_file
 from vision_jax.train.loop import NonFiniteLossError, train_and_evaluate
 
 CONFIG = "configs/localization/shapes_resnet18.py"
@@ -98,12 +99,7 @@ def jax_leaves(tree):
 
 
 def load_config(repo_root, data_dir, **train):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("cfg", os.path.join(repo_root, CONFIG))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config()
+    c = load_config_file(os.path.join(repo_root, CONFIG))
     c.data.data_dir, c.data.shapes_num_train, c.data.shapes_num_test = data_dir, 64, 32
     c.model.width, c.train.batch_size, c.train.eval_batch_size = 4, 8, 16
     c.train.progress_bar, c.optimizer.warmup_steps = False, 0

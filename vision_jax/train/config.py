@@ -7,6 +7,9 @@ absent are typed placeholders, so that `--config.data.root=DIR` is type-checked 
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -76,6 +79,19 @@ def base_config(task: str) -> ml_collections.ConfigDict:
         raise ValueError(f"task={task!r} is not a known task; known: {sorted(TASKS)}")
     TASKS[task].add_config_defaults(c)
     return c
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """`get_config()` of the config file at `path` (configs are files, not a package), as
+    `--config=path` gives it to scripts/train.py before any override."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path!r} not found")
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "get_config", None)):
+        raise ValueError(f"config file {path!r} defines no get_config()")
+    return module.get_config()
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
