@@ -36,6 +36,8 @@ sys.path.insert(0, REPO)
 from vision_jax.tasks.detection import DetectionTask, build_faster_rcnn
 from vision_jax.train.config import load_config_file
 
+from timing import median_seconds
+
 NUM_CLASSES = 80
 NUM_OBJECTS = 20
 
@@ -45,16 +47,6 @@ def load_config(size: int):
     config.data.image_size = config.data.min_size = config.data.max_size = size
     config.data.scale_jitter = ()
     return config
-
-
-def median_seconds(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def alternate_medians(ours, peer, repeats: int) -> tuple[float, float]:

@@ -13,8 +13,6 @@ compile-and-warm-up call; the load average is printed because the CPU may be sha
 from __future__ import annotations
 
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +23,8 @@ from vision_jax.models.backbones import build_backbone
 from vision_jax.models.fcn import FCN
 from vision_jax.models.sliding_window import centre_pixel_classifier, sliding_window_logits
 
+from timing import median_seconds
+
 flags.DEFINE_integer("image_size", 128, "Side of the square test image, pixels.")
 flags.DEFINE_string("backbone", "resnet18", "Backbone of both models.")
 flags.DEFINE_integer("width", 16, "Backbone width of both models.")
@@ -34,16 +34,6 @@ flags.DEFINE_integer("chunk_size", 1024, "Crops per batch of the sliding-window 
 flags.DEFINE_integer("repeats", 5, "Timed runs of the FCN (median reported).")
 flags.DEFINE_integer("baseline_repeats", 3, "Timed runs of the sliding window (median reported; each takes long).")
 FLAGS = flags.FLAGS
-
-
-def median_seconds(fn, *args, repeats: int) -> tuple[float, jax.Array]:
-    out = jax.block_until_ready(fn(*args))  # compile + warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 def main(argv):
@@ -66,8 +56,10 @@ def main(argv):
     )
 
     load_before = os.getloadavg()[0]
-    fcn_time, fcn_out = median_seconds(fcn_forward, fcn_vars, image, repeats=FLAGS.repeats)
-    sliding_time, sliding_out = median_seconds(sliding_forward, patch_vars, image, repeats=FLAGS.baseline_repeats)
+    fcn_out = jax.block_until_ready(fcn_forward(fcn_vars, image))  # compile + warm up
+    fcn_time = median_seconds(lambda: fcn_forward(fcn_vars, image), FLAGS.repeats, warmup=False)
+    sliding_out = jax.block_until_ready(sliding_forward(patch_vars, image))
+    sliding_time = median_seconds(lambda: sliding_forward(patch_vars, image), FLAGS.baseline_repeats, warmup=False)
     load_after = os.getloadavg()[0]
     assert fcn_out.shape == sliding_out.shape == (1, size, size, FLAGS.num_classes)
 

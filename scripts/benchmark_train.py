@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -34,6 +33,8 @@ from vision_jax.train.optimizers import build_optimizer
 from vision_jax.train.state import create_train_state
 from vision_jax.train.steps import make_train_step
 
+from timing import median_seconds
+
 NUM_CLASSES = 1000
 
 
@@ -42,15 +43,6 @@ def load_config(dtype: str, size: int):
     config.model.dtype = dtype
     config.data.image_size = size
     return config
-
-
-def median_step_seconds(call, steps: int) -> float:
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        jax.block_until_ready(call())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def compiled_flops(compiled) -> float:
@@ -95,7 +87,7 @@ def resnet_row(args) -> tuple[float, float, float]:
         holder["state"], metrics = compiled(holder["state"], batch)
         return metrics["loss"]
 
-    seconds = median_step_seconds(one_step, args.steps)
+    seconds = median_seconds(one_step, args.steps, warmup=False)  # the step above warmed it up
     return args.batch / seconds, flops / 1e9, flops / seconds / 1e9
 
 
@@ -103,8 +95,7 @@ def matmul_gflops(n: int, repeats: int) -> float:
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     matmul = jax.jit(jnp.matmul)
-    jax.block_until_ready(matmul(a, b))
-    seconds = median_step_seconds(lambda: matmul(a, b), repeats)
+    seconds = median_seconds(lambda: matmul(a, b), repeats)
     return 2 * n**3 / seconds / 1e9
 
 

@@ -22,7 +22,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import jax
 import numpy as np
@@ -33,6 +32,8 @@ sys.path.insert(0, REPO)
 from vision_jax.train import parallel
 from vision_jax.train.config import load_config_file
 from vision_jax.train.loop import Experiment, train_and_evaluate
+
+from timing import median_seconds
 
 DETECTORS = {
     "faster_rcnn": ("two-stage", "configs/detection/shapes_faster_rcnn.py"),
@@ -52,13 +53,7 @@ def images_per_second(exp: Experiment, batch: dict[str, np.ndarray], size: int, 
     """Median throughput of the predict step on the first `size` images of an eval batch."""
     inputs = parallel.global_batch({k: v[:size] for k, v in batch.items()}, exp.mesh)
     variables = exp.state.variables
-    jax.block_until_ready(exp.predict_step(variables, inputs))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(exp.predict_step(variables, inputs))
-        times.append(time.perf_counter() - start)
-    return size / statistics.median(times)
+    return size / median_seconds(lambda: exp.predict_step(variables, inputs), repeats)
 
 
 def training_minutes(workdir: str, batch_size: int) -> tuple[int, float]:
