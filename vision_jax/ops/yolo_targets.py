@@ -30,8 +30,8 @@ per prior a, raw (t_x, t_y, t_w, t_h, t_o, t_c1..t_cC); they are flattened level
 column, prior: N = sum_l H_l W_l A_l predictions. Each usable ground truth goes to the single prior
 (of all levels) whose (width, height) has the best IoU with its own (both centred), at the cell
 holding its centre on that prior's level; with `prior_iou_threshold` (off by default) also to every
-prior whose IoU exceeds it (AlexeyAB darknet's `iou_thresh`). Targets there: x* = c_x / stride - col, y* likewise (in
-[0, 1)), w* = log(w / p_w), h* = log(h / p_h), class one-hot. Every other prediction is a negative,
+prior whose IoU exceeds it (AlexeyAB darknet's `iou_thresh`). Targets there: x* = c_x / stride - col,
+y* likewise (in [0, 1)), w* = log(w / p_w), h* = log(h / p_h), class one-hot. Every other prediction is a negative,
 except those whose decoded box has IoU > `ignore_threshold` with any valid ground truth (crowd
 included): they are ignored by the objectness loss. Loss, summed over the image:
 

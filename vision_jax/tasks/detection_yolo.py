@@ -8,15 +8,14 @@ VGG) built by backbone_from_config with model.width / stem / dtype.
 
 Keys of `config.model.yolo` (defaults: the papers' VOC v1 at 448² and COCO v3 at 416²):
 - grid_size (S, v1), boxes_per_cell (B, v1), feature (the backbone output the v1 head reads, 'C5'
-  (stride 32, the paper's 14x14 at 448²) or 'C4' for small inputs), head_channels / fc_dim / dropout (v1 head),
-  lambda_coord, lambda_noobj, rescore (v1 loss: confidence target IoU if rescore, else 1),
+  (stride 32, the paper's 14x14 at 448²) or 'C4' for small inputs), head_channels / fc_dim /
+  dropout (v1 head), lambda_coord, lambda_noobj, rescore (v1 loss: confidence target IoU if rescore, else 1),
   linear_outputs (v1: the paper's linear output layer instead of sigmoid / softmax).
 - priors: (width, height) pairs in pixels AT data.image_size (v3; COCO's k-means priors at 416²),
   masks: prior indices per level, coarsest (stride 32) first; neck_channels (v3 neck width);
   darknet_stage_sizes (residual blocks per Darknet stage); ignore_threshold; prior_iou_threshold
   (None: the paper's single best prior per object; a number: also every prior above that shape IoU,
-  AlexeyAB darknet's iou_thresh); box_weight,
-  objectness_weight, class_weight (v3 loss terms).
+  AlexeyAB darknet's iou_thresh); box_weight, objectness_weight, class_weight (v3 loss terms).
 - score_threshold, nms_threshold, max_detections, pre_nms_topk: decoding (both versions).
 """
 
