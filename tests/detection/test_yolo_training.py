@@ -9,9 +9,8 @@ import pytest
 from vision_jax.train import loop
 from vision_jax.train.config import base_config
 
-# The loop rebuilds its tf.data pipeline every epoch (a second or more here), so the scenes are
-# several batches (3 steps per epoch); batches of 4 keep BatchNorm's statistics close to its
-# running averages (batches of 2 left the evaluation at AP50 ~0.9).
+# 3 steps per epoch; batches of 4 keep BatchNorm's statistics close to its running averages
+# (batches of 2 left the evaluation at AP50 ~0.9).
 NUM_IMAGES, BATCH = 12, 4
 # The shapes config's k-means priors (configs/detection/shapes_yolov3.py) at half the image size.
 PRIORS_64 = (
