@@ -20,8 +20,8 @@ import numpy as np
 from absl import app, flags
 
 from vision_jax.models.backbones import build_backbone
-from vision_jax.models.fcn import FCN
-from vision_jax.models.sliding_window import centre_pixel_classifier, sliding_window_logits
+from vision_jax.models.segmentation.fcn import FCN
+from vision_jax.models.segmentation.sliding_window import centre_pixel_classifier, sliding_window_logits
 
 from timing import median_seconds
 

@@ -13,7 +13,7 @@ Measured: not run here (no GPU in this project's machines); built and one train 
 tests/test_configs.py (tfds mock data).
 """
 
-from vision_jax.models.ssd import SSD512_ASPECT_RATIOS, SSD512_EXTRAS, SSD512_SCALES, SSD512_STEPS
+from vision_jax.models.ssd.model import SSD512_ASPECT_RATIOS, SSD512_EXTRAS, SSD512_SCALES, SSD512_STEPS
 from vision_jax.train.config import base_config
 
 

@@ -6,7 +6,7 @@ The encoder is the same ResNet-18 (width 16) as configs/segmentation/shapes_fcn8
 (stride 16: 8x8x64 numbers for 128x128x3) is the code, and a decoder of four learned x2 upsamplings
 reconstructs the image. Metric: mean per-image PSNR (dB) on the test split; pictures of inputs beside
 reconstructions go to runs/shapes_cae/pictures. The trained encoder initialises an FCN's backbone
-with vision_jax.models.autoencoder.copy_encoder_params.
+with vision_jax.models.segmentation.autoencoder.copy_encoder_params.
 Measured on the shared 2-core CPU machine (load 4-8), test split (500 images): mean PSNR 17.5 dB at
 step 500 and 19.0 dB at step 1000 (the run was stopped there to free the CPU); the mean test image
 scores 11.1 dB and each image's own mean colour 16.3 dB.

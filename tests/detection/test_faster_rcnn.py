@@ -17,7 +17,7 @@ import rcnn_reference as ref
 from test_rpn import random_gt
 
 from vision_jax.models.backbones import resnet18
-from vision_jax.models.faster_rcnn import FasterRCNN, FasterRCNNC4, RoISettings, RPNSettings
+from vision_jax.models.rcnn.faster_rcnn import FasterRCNN, FasterRCNNC4, RoISettings, RPNSettings
 
 SIZE, RATIOS = 64, (0.5, 1.0, 2.0)
 # Anchors of one area whose sides are powers of two: the areas are exact in float32 and float64 alike,

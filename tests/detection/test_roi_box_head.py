@@ -7,7 +7,7 @@ import numpy as np
 import rcnn_reference as ref
 from test_rpn import random_gt
 
-from vision_jax.models.heads import roi_box_head
+from vision_jax.models.rcnn import box_head as roi_box_head
 
 WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 

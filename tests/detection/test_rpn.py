@@ -7,7 +7,7 @@ import numpy as np
 import rcnn_reference as ref
 from test_fpn import conv_same
 
-from vision_jax.models.heads import rpn
+from vision_jax.models.rcnn import rpn
 
 
 def random_gt(rng, num_valid, num_padding, image_size, crowd=False):

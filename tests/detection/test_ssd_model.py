@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import ssd_reference as ref
 
-from vision_jax.models.backbones.ssd_features import L2Norm
-from vision_jax.models.ssd import (
+from vision_jax.models.ssd.features import L2Norm
+from vision_jax.models.ssd.model import (
     SSD,
     SSD512_ASPECT_RATIOS,
     SSD512_EXTRAS,
@@ -84,7 +84,7 @@ class _Maps(nn.Module):
 
 def test_head_flattens_location_major_then_box_like_the_default_boxes(rng, seed):
     maps = (rng.normal(size=(1, 4, 4, 3)).astype(np.float32), rng.normal(size=(1, 2, 2, 3)).astype(np.float32))
-    from vision_jax.models.ssd import SSDSettings
+    from vision_jax.models.ssd.model import SSDSettings
 
     settings = SSDSettings(aspect_ratios=((2,), (2, 3)), scales=(0.2, 0.5, 0.9), steps=())
     model = SSD(features=_Maps(maps), num_classes=2, settings=settings)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from vision_jax.tasks.detection_yolo import build_yolo_v1, build_yolo_v3
+from vision_jax.models.yolo.build import build_yolo_v1, build_yolo_v3
 from vision_jax.train.config import base_config
 
 

@@ -8,8 +8,8 @@ import pytest
 import yolo_reference as ref
 
 from vision_jax.models.backbones.darknet import Darknet
-from vision_jax.models.yolo_v1 import YOLOv1
-from vision_jax.models.yolo_v3 import YOLOv3
+from vision_jax.models.yolo.v1 import YOLOv1
+from vision_jax.models.yolo.v3 import YOLOv3
 from vision_jax.ops.yolo_decode import yolo_detections
 from vision_jax.ops.yolo_targets import yolo_v1_boxes_to_xyxy, yolo_v3_decode, yolo_v3_layout
 

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 
 from vision_jax.models.backbones import ResNet
-from vision_jax.models.yolo_v1 import YOLOv1
+from vision_jax.models.yolo.v1 import YOLOv1
 
 SIZE, GRID, BOXES, CLASSES = 64, 4, 2, 3
 

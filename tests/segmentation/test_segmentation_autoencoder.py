@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vision_jax.models.autoencoder import ConvAutoencoder, copy_encoder_params
+from vision_jax.models.segmentation.autoencoder import ConvAutoencoder, copy_encoder_params
 from vision_jax.models.backbones import VGG16, ResNet
-from vision_jax.models.fcn import FCN
-from vision_jax.models.segnet import SegNet
+from vision_jax.models.segmentation.fcn import FCN
+from vision_jax.models.segmentation.segnet import SegNet
 
 
 def numpy_variables(model, shape, rng):

@@ -11,8 +11,8 @@ import segmentation_reference as ref
 
 from vision_jax.data.dataset_info import DatasetInfo
 from vision_jax.models.backbones import VGG16, ResNet
-from vision_jax.models.fcn import FCN
-from vision_jax.models.segnet import SegNet
+from vision_jax.models.segmentation.fcn import FCN
+from vision_jax.models.segmentation.segnet import SegNet
 from vision_jax.tasks.segmentation import SegmentationTask
 from vision_jax.train.config import load_config_file
 

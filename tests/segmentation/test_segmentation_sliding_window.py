@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vision_jax.models.backbones import ResNet
-from vision_jax.models.sliding_window import centre_pixel_classifier, sliding_window_logits
+from vision_jax.models.segmentation.sliding_window import centre_pixel_classifier, sliding_window_logits
 
 
 def numpy_crop(images, b, r, c, patch):

@@ -170,7 +170,7 @@ def test_segnet_overfits_a_few_images(seed):
     import optax
 
     from vision_jax.evaluation.segmentation import SegmentationEvaluator
-    from vision_jax.models.segnet import SegNet
+    from vision_jax.models.segmentation.segnet import SegNet
     from vision_jax.ops.losses import softmax_cross_entropy
 
     rng = np.random.default_rng(seed)

@@ -11,12 +11,17 @@ Two heads:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+
+from vision_jax.models.from_config import backbone_from_config, compute_dtype
+from vision_jax.models.settings import require, settings_from_config
 
 HEADS = ("gap", "vgg_fc")
 VGG_FC_POOL_SIZE = 7
@@ -53,6 +58,31 @@ def adaptive_avg_pool(x: jax.Array, output_size: int) -> jax.Array:
     rows = jnp.asarray(_adaptive_pool_matrix(x.shape[1], output_size))
     cols = jnp.asarray(_adaptive_pool_matrix(x.shape[2], output_size))
     return jnp.einsum("ih,bhwc,jw->bijc", rows, x.astype(jnp.float32), cols)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierSettings:
+    """The classifier's hyper-parameters; each field is a key of `config.model.classifier`."""
+
+    head: str = "gap"  # 'gap' (global average pool + dense) or 'vgg_fc' (VGG's fc6/fc7)
+    feature: str = "C5"  # the backbone output the head reads
+    dropout_rate: float = 0.0
+    fc_features: int = 4096  # fc6 / fc7 width of the 'vgg_fc' head
+
+    def check(self) -> None:
+        require(self.head in HEADS, "head", self.head, f"is not one of {HEADS}")
+        require(0.0 <= self.dropout_rate < 1.0, "dropout_rate", self.dropout_rate, "must be in [0, 1)")
+
+
+def build_classifier(config: ml_collections.ConfigDict, num_classes: int) -> "Classifier":
+    """The Classifier of `config.model` (backbone keys + the `classifier` group)."""
+    s = settings_from_config(ClassifierSettings, config.model.get("classifier"), "config.model.classifier")
+    return Classifier(
+        backbone=backbone_from_config(config.model),
+        num_classes=num_classes,
+        dtype=compute_dtype(config.model),
+        **dataclasses.asdict(s),
+    )
 
 
 class Classifier(nn.Module):

@@ -1,8 +1,10 @@
-"""Backbones built from `config.model`, so every task reads the same keys.
+"""Backbones built from `config.model`, so every task and family reads the same keys.
 
-Keys: `backbone` (a key of `vision_jax.models.backbones.BACKBONES`), `width`, `stem`,
-`dtype` ('float32' | 'bfloat16' | 'float16': compute dtype, parameters stay float32) and
-`cross_replica_bn` (BatchNorm statistics over the whole `"data"` mesh axis).
+Shared model keys (base_config): `backbone` (a key of `vision_jax.models.backbones.BACKBONES`),
+`width`, `stem`, `norm` ('batch' | 'frozen', ResNet), `frozen_stages` (ResNet, detectron2's
+FREEZE_AT), `dtype` ('float32' | 'bfloat16' | 'float16': compute dtype, parameters stay float32)
+and `cross_replica_bn` (BatchNorm statistics over the whole `"data"` mesh axis). A backbone gets
+the options it has fields for.
 """
 
 from __future__ import annotations
@@ -15,9 +17,19 @@ import ml_collections
 
 from vision_jax.models.backbones import build_backbone
 
+# The mesh axis of data parallelism (vision_jax.train.parallel), over which cross-replica
+# BatchNorm averages its statistics.
+DATA_AXIS = "data"
+
 
 def compute_dtype(model_config: ml_collections.ConfigDict):
     return jnp.dtype(model_config.get("dtype", "float32"))
+
+
+def bn_axis_name(model_config: ml_collections.ConfigDict) -> str | None:
+    """The axis BatchNorm reduces its statistics over: "data" with cross_replica_bn, else None
+    (per-device statistics). The one place the switch is read."""
+    return DATA_AXIS if model_config.get("cross_replica_bn", False) else None
 
 
 def backbone_from_config(model_config: ml_collections.ConfigDict) -> nn.Module:
@@ -25,8 +37,10 @@ def backbone_from_config(model_config: ml_collections.ConfigDict) -> nn.Module:
     options = {
         "width": model_config.get("width"),
         "stem": model_config.get("stem"),
+        "norm": model_config.get("norm"),
+        "frozen_stages": model_config.get("frozen_stages"),
         "dtype": compute_dtype(model_config),
-        "bn_axis_name": "data" if model_config.get("cross_replica_bn", False) else None,
+        "bn_axis_name": bn_axis_name(model_config),
     }
     module = build_backbone(model_config.backbone)
     fields = {f.name for f in dataclasses.fields(module)}

@@ -11,15 +11,46 @@ The box head starts at zero weights and bias, so every initial prediction is the
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from vision_jax.models.classifier import select_feature
+from vision_jax.models.from_config import backbone_from_config, compute_dtype
+from vision_jax.models.settings import require, settings_from_config
 
 POOLINGS = ("avg", "flatten")
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalizerSettings:
+    """The localizer's hyper-parameters; each field is a key of `config.model.localizer`
+    (their meaning: the Localizer attributes of the same names)."""
+
+    feature: str = "C5"
+    pooling: str = "avg"
+    hidden_features: int = 0
+    dropout_rate: float = 0.0
+
+    def check(self) -> None:
+        require(self.pooling in POOLINGS, "pooling", self.pooling, f"is not one of {POOLINGS}")
+        require(self.hidden_features >= 0, "hidden_features", self.hidden_features, "must be >= 0")
+        require(0.0 <= self.dropout_rate < 1.0, "dropout_rate", self.dropout_rate, "must be in [0, 1)")
+
+
+def build_localizer(config: ml_collections.ConfigDict, num_classes: int) -> "Localizer":
+    """The Localizer of `config.model` (backbone keys + the `localizer` group)."""
+    s = settings_from_config(LocalizerSettings, config.model.get("localizer"), "config.model.localizer")
+    return Localizer(
+        backbone=backbone_from_config(config.model),
+        num_classes=num_classes,
+        dtype=compute_dtype(config.model),
+        **dataclasses.asdict(s),
+    )
 
 
 class Localizer(nn.Module):

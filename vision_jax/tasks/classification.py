@@ -2,8 +2,9 @@
 
 Config keys read here: `data.image_size`, `data.random_flip`, `data.random_crop_padding`
 (pad by this many pixels, then crop back at a random place: the CIFAR/ResNet augmentation),
-`model.backbone` and its options (`vision_jax.models.from_config`), `model.head`
-('gap' | 'vgg_fc'), `model.dropout_rate`, `loss.label_smoothing`.
+`model.backbone` and its options (`vision_jax.models.from_config`), the `model.classifier` group
+(`vision_jax.models.classifier.ClassifierSettings`: head 'gap' | 'vgg_fc', dropout...),
+`loss.label_smoothing`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import tensorflow as tf
 from vision_jax import viz
 from vision_jax.data import transforms
 from vision_jax.evaluation.classification import ClassificationEvaluator
-from vision_jax.models.classifier import Classifier
-from vision_jax.models.from_config import backbone_from_config, compute_dtype
+from vision_jax.models.table import build_model
 
 
 def require(info, field: str, task: str) -> None:
@@ -45,14 +45,12 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor, data_config: ml_collections
 
 class ClassificationTask:
     name = "classification"
+    DEFAULT_MODEL = "classifier"
 
     @staticmethod
     def add_config_defaults(c: ml_collections.ConfigDict) -> None:
         c.data.random_flip = False  # horizontal flip in training
         c.data.random_crop_padding = 0  # pad by this many pixels, crop back at random (training)
-        c.model.name = "classifier"
-        c.model.head = "gap"  # 'gap' (global average pool + dense) or 'vgg_fc' (VGG's fc6/fc7)
-        c.model.dropout_rate = 0.0
         c.loss.label_smoothing = 0.0
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -62,13 +60,7 @@ class ClassificationTask:
     def build_model(self, info):
         config = self.config
         require(info, "label", self.name)
-        return Classifier(
-            backbone=backbone_from_config(config.model),
-            num_classes=info.num_classes,
-            head=config.model.head,
-            dropout_rate=config.model.dropout_rate,
-            dtype=compute_dtype(config.model),
-        )
+        return build_model(config, info.num_classes)
 
     def init_inputs(self, info):
         size = self.config.data.image_size

@@ -20,8 +20,7 @@ import tensorflow as tf
 from vision_jax import viz
 from vision_jax.data import transforms
 from vision_jax.evaluation.localization import LocalizationEvaluator
-from vision_jax.models.from_config import backbone_from_config, compute_dtype
-from vision_jax.models.localizer import Localizer
+from vision_jax.models.table import build_model
 from vision_jax.ops import boxes as box_ops
 from vision_jax.ops import losses
 from vision_jax.tasks.classification import require
@@ -37,11 +36,11 @@ def largest_box(boxes: tf.Tensor) -> tf.Tensor:
 
 class LocalizationTask:
     name = "localization"
+    DEFAULT_MODEL = "localizer"
 
     @staticmethod
     def add_config_defaults(c: ml_collections.ConfigDict) -> None:
         c.data.random_flip = False  # horizontal flip in training (the box flips with the image)
-        c.model.name = "localizer"
         c.loss.box_loss = "giou"  # 'giou' or 'smooth_l1'
         c.loss.box_weight = 1.0  # weight of the box loss beside the cross-entropy
         c.loss.smooth_l1_beta = 0.0  # smooth-L1 beta (0 = L1)
@@ -54,11 +53,7 @@ class LocalizationTask:
     def build_model(self, info):
         require(info, "label", self.name)
         require(info, "boxes", self.name)
-        return Localizer(
-            backbone=backbone_from_config(self.config.model),
-            num_classes=info.num_classes,
-            dtype=compute_dtype(self.config.model),
-        )
+        return build_model(self.config, info.num_classes)
 
     def init_inputs(self, info):
         size = self.config.data.image_size

@@ -1,17 +1,17 @@
 """Reconstruction: a convolutional autoencoder (CAE) learns to reproduce its input image.
 
-Model: `vision_jax.models.autoencoder.ConvAutoencoder` with the backbone of `model.backbone` as its
-encoder (its `model.code_feature` output, stride `model.code_stride`, is the code) and a decoder of
+Model: `vision_jax.models.segmentation.autoencoder.ConvAutoencoder` with the backbone of `model.backbone` as
+its encoder (its `model.segmentation.code_feature` output, stride `code_stride`, is the code) and a decoder of
 learned x2 upsamplings; the output is a sigmoid, an image in [0, 1].
 Loss: mean squared error against the input in [0, 1] (the encoder sees the normalised image).
 Metrics: `psnr` (mean per-image PSNR in dB, peak 1; vision_jax.evaluation.reconstruction) and `mse`.
 Pictures: each input beside its reconstruction. A trained encoder initialises a segmenter's backbone
-with `vision_jax.models.autoencoder.copy_encoder_params`.
+with `vision_jax.models.segmentation.autoencoder.copy_encoder_params`.
 
 Any dataset with images works (`shapes`, `image_folder`, tfds datasets); images are resized to
 `data.image_size` squared (aspect ratio not kept: the CAE only has to reproduce what it is given).
 Config keys read here: `data.image_size`, `data.random_flip`, `model.backbone` and its options,
-`model.code_feature`, `model.code_stride`, `model.decoder_min_features`, `model.dtype`.
+the `model.segmentation` group (vision_jax.models.segmentation.AutoencoderSettings).
 """
 
 from __future__ import annotations
@@ -24,37 +24,23 @@ import tensorflow as tf
 from vision_jax import viz
 from vision_jax.data import transforms
 from vision_jax.evaluation.reconstruction import ReconstructionEvaluator, per_image_psnr
-from vision_jax.models.autoencoder import ConvAutoencoder
-from vision_jax.models.from_config import backbone_from_config, compute_dtype
+from vision_jax.models.table import build_model, model_spec
 
 
 class ReconstructionTask:
     name = "reconstruction"
+    DEFAULT_MODEL = "conv_autoencoder"
 
     @staticmethod
     def add_config_defaults(c: ml_collections.ConfigDict) -> None:
         c.data.random_flip = True  # horizontal flip in training
-        c.model.name = "conv_autoencoder"
-        c.model.code_feature = "C4"  # backbone output used as the code
-        c.model.code_stride = 16  # its stride (C4: 16 for VGG16 and ResNets with the imagenet stem)
-        c.model.decoder_min_features = 16  # decoder channels halve per x2 step down to this
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
-        if config.model.name != "conv_autoencoder":
-            raise ValueError(
-                f"config.model.name={config.model.name!r}: the reconstruction task has one model, 'conv_autoencoder'"
-            )
+        model_spec(config)  # refuses a model of another task by name
 
     def build_model(self, info):
-        model_config = self.config.model
-        return ConvAutoencoder(
-            backbone=backbone_from_config(model_config),
-            feature=model_config.code_feature,
-            code_stride=int(model_config.code_stride),
-            decoder_min_features=int(model_config.decoder_min_features),
-            dtype=compute_dtype(model_config),
-        )
+        return build_model(self.config, num_classes=0)
 
     def init_inputs(self, info):
         size = self.config.data.image_size

@@ -1,7 +1,7 @@
 """Semantic segmentation: a class for every pixel.
 
-Models (`config.model.name`): 'fcn32s', 'fcn16s', 'fcn8s' (vision_jax.models.fcn, on the backbone of
-`model.backbone`) and 'segnet' (vision_jax.models.segnet, its own VGG-16-BN-style encoder of
+Models (`config.model.name`): 'fcn32s', 'fcn16s', 'fcn8s' (vision_jax.models.segmentation.fcn, on the backbone of
+`model.backbone`) and 'segnet' (vision_jax.models.segmentation.segnet, its own VGG-16-BN-style encoder of
 `model.width`). The number of classes is `len(info.segmentation_class_names)` (background included).
 
 Loss: per-pixel softmax cross-entropy averaged over the pixels whose label is not 255 (ignore:
@@ -30,61 +30,24 @@ from vision_jax.evaluation.segmentation import (
     confusion_matrix,
     metrics_from_confusion,
 )
-from vision_jax.models.fcn import FCN
-from vision_jax.models.from_config import backbone_from_config, compute_dtype
-from vision_jax.models.segnet import SegNet
+from vision_jax.models.table import build_model, model_spec
 from vision_jax.ops import losses
 from vision_jax.tasks.classification import require
-
-FCN_VARIANTS = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s"}
-MODELS = (*FCN_VARIANTS, "segnet")
-
-
-def build_segmentation_model(model_config: ml_collections.ConfigDict, num_classes: int):
-    """The module named by model_config.name (one of MODELS) with num_classes outputs."""
-    name = model_config.name
-    dtype = compute_dtype(model_config)
-    if name in FCN_VARIANTS:
-        return FCN(
-            backbone=backbone_from_config(model_config),
-            num_classes=num_classes,
-            variant=FCN_VARIANTS[name],
-            head_features=int(model_config.head_features),
-            head_kernel_size=int(model_config.head_kernel_size),
-            dropout_rate=float(model_config.dropout_rate),
-            learn_final_upsampling=bool(model_config.learn_final_upsampling),
-            dtype=dtype,
-        )
-    if name == "segnet":
-        return SegNet(
-            num_classes=num_classes,
-            width=int(model_config.width),
-            convs_per_block=tuple(model_config.segnet_convs_per_block),
-            dtype=dtype,
-            bn_axis_name="data" if model_config.get("cross_replica_bn", False) else None,
-        )
-    raise ValueError(f"config.model.name={name!r} is not a segmentation model; known: {MODELS}")
 
 
 class SegmentationTask:
     name = "segmentation"
+    DEFAULT_MODEL = "fcn8s"
 
     @staticmethod
     def add_config_defaults(c: ml_collections.ConfigDict) -> None:
         c.data.random_flip = True  # horizontal flip in training (image and map together)
         c.data.min_scale = 1.0  # training scale jitter: a factor in [min_scale, max_scale) of the fit
         c.data.max_scale = 1.0
-        c.model.name = "fcn8s"  # 'fcn32s' | 'fcn16s' | 'fcn8s' | 'segnet'
-        c.model.head_features = 0  # FCN fc6/fc7 channels (4096 in the paper's VGG-16); 0 = none
-        c.model.head_kernel_size = 7  # FCN fc6 kernel side
-        c.model.dropout_rate = 0.5  # FCN dropout after fc6/fc7 (only with head_features > 0)
-        c.model.learn_final_upsampling = False  # FCN: learn the last upsampling (paper: fixed bilinear)
-        c.model.segnet_convs_per_block = (2, 2, 3, 3, 3)  # SegNet encoder/decoder blocks (VGG-16)
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
-        if config.model.name not in MODELS:
-            raise ValueError(f"config.model.name={config.model.name!r} is not a segmentation model; known: {MODELS}")
+        model_spec(config)  # refuses a model of another task by name
         if not 0 < config.data.min_scale <= config.data.max_scale:
             raise ValueError(
                 f"need 0 < config.data.min_scale={config.data.min_scale} <= "
@@ -97,7 +60,7 @@ class SegmentationTask:
         return len(info.segmentation_class_names)
 
     def build_model(self, info):
-        return build_segmentation_model(self.config.model, self.num_classes(info))
+        return build_model(self.config, self.num_classes(info))
 
     def init_inputs(self, info):
         size = self.config.data.image_size

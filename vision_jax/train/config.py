@@ -1,8 +1,10 @@
 """The keys every config shares, and the checks run before training.
 
-A config file in `configs/` starts from `base_config(task)` and overrides what differs, so a
-user learns the shared keys once (DESIGN.md, "A run, from the outside"). Values that may be
-absent are typed placeholders, so that `--config.data.root=DIR` is type-checked too.
+A config file in `configs/` starts from `base_config(task, model)` and overrides what differs, so a
+user learns the shared keys once (docs/DESIGN.md, "Configs"). The model's own hyper-parameters
+are the group `config.model.<family>`, generated from its family's Settings dataclass
+(vision_jax.models.table). Values that may be absent are typed placeholders, so that
+`--config.data.root=DIR` is type-checked too.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import ml_collections
 from ml_collections import config_dict
 
 
-def base_config(task: str) -> ml_collections.ConfigDict:
-    """The shared keys, plus the keys of `task` (a key of vision_jax.tasks.TASKS) with their
-    defaults, added by the task's `add_config_defaults`."""
+def base_config(task: str, model: str | None = None) -> ml_collections.ConfigDict:
+    """The shared keys, the keys of `task` (a key of vision_jax.tasks.TASKS) with their defaults
+    (the task's `add_config_defaults`), and `config.model.name = model` (None: the task's
+    DEFAULT_MODEL) with that model's group of hyper-parameters, every default in place."""
     c = ml_collections.ConfigDict()
     c.task = task
     c.seed = 0
@@ -32,10 +35,12 @@ def base_config(task: str) -> ml_collections.ConfigDict:
     c.data.download = True  # tfds catalogue datasets: let tfds download and prepare them
 
     c.model = ml_collections.ConfigDict()
-    c.model.name = ""  # set by the task: a key of its own table of models
+    c.model.name = ""  # a key of vision_jax.models.table.MODELS, set below
     c.model.backbone = "resnet18"
     c.model.width = 64
     c.model.stem = "imagenet"
+    c.model.norm = "batch"  # ResNet: 'frozen' with pretrained weights (detectron2's FrozenBN)
+    c.model.frozen_stages = 0  # ResNet: detectron2's FREEZE_AT (2 with pretrained weights)
     c.model.dtype = "float32"  # compute dtype; 'bfloat16' = mixed precision (params stay float32)
     c.model.cross_replica_bn = False  # BatchNorm statistics over all devices ('data' axis)
     c.loss = ml_collections.ConfigDict()  # keys added by the task
@@ -73,11 +78,13 @@ def base_config(task: str) -> ml_collections.ConfigDict:
     c.distributed.num_processes = config_dict.placeholder(int)
     c.distributed.process_id = config_dict.placeholder(int)
 
-    from vision_jax.tasks import TASKS  # local: tasks import TensorFlow and Flax
+    from vision_jax.models.table import add_model_group  # local: tasks and models import TF and Flax
+    from vision_jax.tasks import TASKS
 
     if task not in TASKS:
         raise ValueError(f"task={task!r} is not a known task; known: {sorted(TASKS)}")
     TASKS[task].add_config_defaults(c)
+    add_model_group(c, model or TASKS[task].DEFAULT_MODEL)
     return c
 
 
@@ -111,5 +118,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
             )
     if config.model.dtype not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"config.model.dtype={config.model.dtype!r} must be float32, bfloat16 or float16")
+    from vision_jax.models.settings import settings_from_config
+    from vision_jax.models.table import model_spec
+
+    spec = model_spec(config)  # the model's group is checked here, before data or model are built
+    settings_from_config(spec.settings, config.model.get(spec.group), f"config.model.{spec.group}")
     if config.optimizer.learning_rate <= 0:
         raise ValueError(f"config.optimizer.learning_rate={config.optimizer.learning_rate} must be > 0")

@@ -24,6 +24,7 @@ from vision_jax.models.backbones.resnet import (
     resnet50,
     resnet101,
 )
+from vision_jax.models.backbones.darknet import Darknet, darknet53
 from vision_jax.models.backbones.vgg import CHANNEL_MULTIPLIERS, VGG16
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
@@ -33,6 +34,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet101": resnet101,
     "vgg16": functools.partial(VGG16, batch_norm=False),
     "vgg16_bn": functools.partial(VGG16, batch_norm=True),
+    "darknet53": darknet53,
 }
 
 _RESNET_BLOCK = {"resnet18": "basic", "resnet34": "basic", "resnet50": "bottleneck", "resnet101": "bottleneck"}
@@ -55,6 +57,8 @@ def feature_channels(name: str, width: int = 64) -> dict[str, int]:
     if name in _RESNET_BLOCK:
         expansion = BLOCK_EXPANSION[_RESNET_BLOCK[name]]
         return {f"C{level}": width * 2 ** (level - 2) * expansion for level in range(2, 6)}
+    if name == "darknet53":  # stage s has width * 2**s channels
+        return {f"C{level}": width * 2**level for level in range(1, 6)}
     channels = {f"C{block + 1}": width * m for block, m in enumerate(CHANNEL_MULTIPLIERS)}
     channels.update(conv4_3=width * CHANNEL_MULTIPLIERS[3], conv5_3=width * CHANNEL_MULTIPLIERS[4])
     return channels
@@ -72,17 +76,21 @@ def feature_strides(name: str, stem: str = "imagenet") -> dict[str, int]:
             raise ValueError(f"unknown stem {stem!r}; expected one of {list(stem_strides)}")
         return {f"C{level}": stem_strides[stem] * 2 ** (level - 2) for level in range(2, 6)}
     strides = {f"C{level}": 2**level for level in range(1, 6)}
+    if name == "darknet53":
+        return strides
     strides.update(conv4_3=8, conv5_3=16)
     return strides
 
 
 __all__ = [
     "BACKBONES",
+    "Darknet",
     "FrozenBatchNorm",
     "ResNet",
     "ResNetStage",
     "VGG16",
     "build_backbone",
+    "darknet53",
     "feature_channels",
     "feature_strides",
     "resnet18",

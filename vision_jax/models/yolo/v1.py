@@ -28,8 +28,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vision_jax.models.detector_inputs import check_train_inputs, image_sizes_or_canvas
-from vision_jax.models.heads.yolo_head import YOLOv1Head
+from vision_jax.models.detector import check_train_inputs, image_sizes_or_canvas
+from vision_jax.models.yolo.heads import YOLOv1Head
 from vision_jax.ops.yolo_decode import yolo_detections
 from vision_jax.ops.yolo_targets import yolo_v1_boxes_to_xyxy, yolo_v1_loss, yolo_v1_targets
 

@@ -38,7 +38,6 @@ keys width and dtype (vision_jax.models.from_config).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -46,78 +45,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 import vision_jax.ops as vops
-from vision_jax.models.backbones.resnet import ResNet
-from vision_jax.models.backbones.ssd_features import SSDResNetFeatures, SSDVGGFeatures, check_extras
-from vision_jax.models.backbones.vgg import VGG16
-from vision_jax.models.detector_inputs import check_train_inputs, image_sizes_or_canvas
-from vision_jax.models.from_config import backbone_from_config, compute_dtype
-from vision_jax.models.heads.ssd_head import SSDHead
+from vision_jax.models.detector import check_train_inputs, image_sizes_or_canvas
+from vision_jax.models.ssd.head import SSDHead
+from vision_jax.models.ssd.settings import SSDSettings
 from vision_jax.ops.ssd_targets import SSD_BOX_WEIGHTS, ssd_detect, ssd_loss, ssd_targets
-
-SSD300_ASPECT_RATIOS = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
-SSD300_SCALES = (0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05)  # torchvision's ssd300_vgg16 (Caffe SSD)
-SSD300_STEPS = (8, 16, 32, 64, 100, 300)
-SSD300_EXTRAS = ((256, 512, 3, 2, 1), (128, 256, 3, 2, 1), (128, 256, 3, 1, 0), (128, 256, 3, 1, 0))
-SSD512_ASPECT_RATIOS = ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,))
-SSD512_SCALES = (0.07, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.05)
-SSD512_STEPS = (8, 16, 32, 64, 128, 256, 512)
-SSD512_EXTRAS = (
-    (256, 512, 3, 2, 1),
-    (128, 256, 3, 2, 1),
-    (128, 256, 3, 2, 1),
-    (128, 256, 3, 2, 1),
-    (128, 256, 4, 1, 1),
-)
-
-
-def ssd_config_defaults() -> ml_collections.ConfigDict:
-    """The `config.model.ssd` group (module docstring), SSD300-VGG16 values."""
-    s = ml_collections.ConfigDict()
-    s.aspect_ratios = SSD300_ASPECT_RATIOS
-    s.scales = SSD300_SCALES
-    s.min_scale = 0.2  # used only when scales == ()
-    s.max_scale = 0.9
-    s.steps = SSD300_STEPS
-    s.extras = SSD300_EXTRAS
-    s.fc_channels = 1024
-    s.resnet_sources = ("C4", "C5")
-    s.resnet_source_channels = 0
-    s.extras_norm = True
-    s.l2norm = True
-    s.l2norm_scale = 20.0
-    s.iou_threshold = 0.5
-    s.neg_pos_ratio = 3.0
-    s.min_negatives = 0
-    s.score_threshold = 0.01
-    s.nms_threshold = 0.45
-    s.topk_candidates = 400
-    s.max_detections = 200
-    return s
-
-
-@dataclasses.dataclass(frozen=True)
-class SSDSettings:
-    """Default boxes, targets and decoding of `SSD` (keys of the module docstring)."""
-
-    aspect_ratios: tuple[tuple[float, ...], ...] = SSD300_ASPECT_RATIOS
-    scales: tuple[float, ...] = SSD300_SCALES
-    min_scale: float = 0.2
-    max_scale: float = 0.9
-    steps: tuple[float, ...] = SSD300_STEPS
-    iou_threshold: float = 0.5
-    neg_pos_ratio: float = 3.0
-    min_negatives: int = 0
-    score_threshold: float = 0.01
-    nms_threshold: float = 0.45
-    topk_candidates: int = 400
-    max_detections: int = 200
-
-    def boxes_per_location(self) -> tuple[int, ...]:
-        return tuple(2 + 2 * len(ratios) for ratios in self.aspect_ratios)
-
 
 class SSD(nn.Module):
     """SSD detector (module docstring). `features` maps (images, train) to the L source maps."""
@@ -219,74 +152,3 @@ class SSD(nn.Module):
             logits, deltas, default_boxes, image_sizes
         )
         return {"boxes": boxes, "scores": scores, "classes": classes, "valid": valid}
-
-
-def _floats(values) -> tuple[float, ...]:
-    return tuple(float(v) for v in values)
-
-
-def settings_from_config(s: ml_collections.ConfigDict) -> SSDSettings:
-    for key in ("iou_threshold", "nms_threshold"):
-        if not 0.0 <= s[key] <= 1.0:
-            raise ValueError(f"config.model.ssd.{key}={s[key]} must be in [0, 1]")
-    if s.neg_pos_ratio < 0 or s.min_negatives < 0:
-        raise ValueError(
-            f"config.model.ssd.neg_pos_ratio={s.neg_pos_ratio} and min_negatives={s.min_negatives} must be >= 0"
-        )
-    if s.topk_candidates < 1 or s.max_detections < 1:
-        raise ValueError(
-            f"config.model.ssd.topk_candidates={s.topk_candidates} and max_detections={s.max_detections} must be >= 1"
-        )
-    return SSDSettings(
-        aspect_ratios=tuple(_floats(r) for r in s.aspect_ratios),
-        scales=_floats(s.scales),
-        min_scale=float(s.min_scale),
-        max_scale=float(s.max_scale),
-        steps=_floats(s.steps),
-        iou_threshold=float(s.iou_threshold),
-        neg_pos_ratio=float(s.neg_pos_ratio),
-        min_negatives=int(s.min_negatives),
-        score_threshold=float(s.score_threshold),
-        nms_threshold=float(s.nms_threshold),
-        topk_candidates=int(s.topk_candidates),
-        max_detections=int(s.max_detections),
-    )
-
-
-def build_ssd(config: ml_collections.ConfigDict, num_classes: int) -> SSD:
-    """The SSD of `config.model` (backbone keys + the `ssd` group) for `num_classes` classes."""
-    m = config.model
-    s = m.ssd
-    dtype = compute_dtype(m)
-    extras = check_extras(s.extras)
-    backbone = backbone_from_config(m)
-    if isinstance(backbone, VGG16):
-        features = SSDVGGFeatures(
-            vgg=backbone.clone(ceil_mode=True),
-            extras=extras,
-            fc_channels=int(s.fc_channels),
-            l2norm=bool(s.l2norm),
-            l2norm_scale=float(s.l2norm_scale),
-            dtype=dtype,
-        )
-        num_sources = 2 + len(extras)
-    elif isinstance(backbone, ResNet):
-        features = SSDResNetFeatures(
-            resnet=backbone,
-            extras=extras,
-            sources=tuple(s.resnet_sources),
-            extras_norm=bool(s.extras_norm),
-            source_channels=int(s.resnet_source_channels),
-            l2norm=bool(s.l2norm),
-            l2norm_scale=float(s.l2norm_scale),
-            dtype=dtype,
-        )
-        num_sources = len(s.resnet_sources) + len(extras)
-    else:
-        raise ValueError(f"config.model.backbone={m.backbone!r}: SSD needs a VGG-16 or a ResNet")  # noqa: TRY004 (a config value)
-    if len(s.aspect_ratios) != num_sources:
-        raise ValueError(
-            f"config.model.ssd.aspect_ratios has {len(s.aspect_ratios)} levels but backbone {m.backbone!r} with "
-            f"{len(extras)} extras gives {num_sources} sources"
-        )
-    return SSD(features=features, num_classes=num_classes, settings=settings_from_config(s), dtype=dtype)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from vision_jax.models.classifier import select_feature
-from vision_jax.models.heads.bilinear_upsampling import BilinearConvTranspose
+from vision_jax.models.segmentation.bilinear_upsampling import BilinearConvTranspose
 
 # Backbone features fused by each variant, coarsest first.
 VARIANT_FEATURES: dict[str, tuple[str, ...]] = {

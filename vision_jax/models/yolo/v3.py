@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vision_jax.models.detector_inputs import check_train_inputs, image_sizes_or_canvas
-from vision_jax.models.heads.yolo_head import YOLOv3Head
+from vision_jax.models.detector import check_train_inputs, image_sizes_or_canvas
+from vision_jax.models.yolo.heads import YOLOv3Head
 from vision_jax.ops.anchors import YOLOV3_COCO_ANCHORS, YOLOV3_MASKS, yolo_anchor_priors, yolo_grid_offsets
 from vision_jax.ops.yolo_decode import yolo_detections
 from vision_jax.ops.yolo_targets import yolo_v3_layout, yolo_v3_loss, yolo_v3_targets

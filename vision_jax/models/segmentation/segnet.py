@@ -8,9 +8,9 @@ and a mirror decoder that upsamples by putting values back at those positions (m
 The encoder is VGG-16-BN's trunk by default (blocks of 2, 2, 3, 3, 3 convs, channels width x
 (1, 2, 4, 8, 8)), with VGG16's parameter names (`conv1_1`, `bn1_1`, ...) under `encoder`, so weights of
 a `VGG16(batch_norm=True)` backbone of the same width (from a classifier or a conv autoencoder, see
-`vision_jax.models.autoencoder.copy_encoder_params`) load into it. Unpooling needs the exact pre-pool
+`vision_jax.models.segmentation.autoencoder.copy_encoder_params`) load into it. Unpooling needs the exact pre-pool
 size, so inputs are zero-padded at the bottom/right to a multiple of 2^(number of blocks) and the
-logits cropped back, as in `vision_jax.models.fcn`.
+logits cropped back, as in `vision_jax.models.segmentation.fcn`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from vision_jax.models.backbones.resnet import conv_kernel_init
 from vision_jax.models.backbones.vgg import CHANNEL_MULTIPLIERS, CONVS_PER_BLOCK
-from vision_jax.models.fcn import pad_to_multiple
+from vision_jax.models.segmentation.fcn import pad_to_multiple
 from vision_jax.ops.pooling import max_pool_with_argmax, max_unpool
 
 

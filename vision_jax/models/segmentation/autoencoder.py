@@ -10,7 +10,7 @@ The encoder is an ordinary backbone (`vision_jax.models.backbones`), stored unde
 name `backbone`, exactly where FCN keeps its backbone: `copy_encoder_params` moves a trained
 encoder into an FCN (or, for a VGG16-BN encoder, into SegNet's `encoder`) as an unsupervised
 initialisation. Inputs are zero-padded at the bottom/right to a multiple of the code's stride and the
-reconstruction cropped back (as in vision_jax.models.fcn).
+reconstruction cropped back (as in vision_jax.models.segmentation.fcn).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import jax.numpy as jnp
 
 from vision_jax.models.backbones.resnet import conv_kernel_init
 from vision_jax.models.classifier import select_feature
-from vision_jax.models.fcn import integer_factor, pad_to_multiple
-from vision_jax.models.heads.bilinear_upsampling import BilinearConvTranspose
+from vision_jax.models.segmentation.fcn import integer_factor, pad_to_multiple
+from vision_jax.models.segmentation.bilinear_upsampling import BilinearConvTranspose
 
 
 class ConvAutoencoder(nn.Module):

@@ -39,8 +39,9 @@ import jax.numpy as jnp
 
 import vision_jax.ops as vops
 from vision_jax.models.backbones.fpn import FPN
-from vision_jax.models.detector_inputs import check_train_inputs, image_sizes_or_canvas
-from vision_jax.models.heads import roi_box_head, rpn
+from vision_jax.models.detector import check_train_inputs, image_sizes_or_canvas
+from vision_jax.models.rcnn import box_head as roi_box_head
+from vision_jax.models.rcnn import rpn
 
 
 @dataclasses.dataclass(frozen=True)

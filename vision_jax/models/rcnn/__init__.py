@@ -1,0 +1,14 @@
+"""The R-CNN family: Faster R-CNN (FPN and C4) — the RPN, RoI box head, their targets, losses and
+decoding, and the builders. Fast R-CNN, R-CNN and Mask R-CNN join this folder.
+
+    settings.py     RCNNSettings: every hyper-parameter (config.model.rcnn.*)
+    rpn.py          RPN head, anchor targets and losses, proposal selection
+    box_head.py     RoI box heads (FC, res5), RoI targets and Fast R-CNN losses
+    faster_rcnn.py  the two-stage detectors (FPN, C4) on the detector contract
+    build.py        build_faster_rcnn / build_faster_rcnn_c4 (config, num_classes)
+"""
+
+from vision_jax.models.rcnn.build import GROUP, build_faster_rcnn, build_faster_rcnn_c4
+from vision_jax.models.rcnn.settings import RCNNSettings
+
+__all__ = ["GROUP", "RCNNSettings", "build_faster_rcnn", "build_faster_rcnn_c4"]

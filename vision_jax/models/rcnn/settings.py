@@ -1,0 +1,81 @@
+"""The R-CNN family's hyper-parameters: `config.model.rcnn.*` is generated from `RCNNSettings`.
+
+Defaults are detectron2's R50-FPN (COCO) values; the names follow its config keys
+(MODEL.ANCHOR_GENERATOR, MODEL.RPN, MODEL.ROI_HEADS, MODEL.ROI_BOX_HEAD, MODEL.FPN, TEST).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vision_jax.models.settings import require
+
+POOLER_TYPES = ("align", "pool")
+
+
+@dataclasses.dataclass(frozen=True)
+class RCNNSettings:
+    """Faster R-CNN (FPN and C4) settings; each field is a key of `config.model.rcnn`."""
+
+    # FPN (model 'faster_rcnn' only): channels of every pyramid level.
+    fpn_channels: int = 256
+    # Anchors: one tuple of sizes (input pixels) per RPN level (5 for FPN's P2..P6, 1 for C4).
+    anchor_sizes: tuple[tuple[float, ...], ...] = ((32.0,), (64.0,), (128.0,), (256.0,), (512.0,))
+    anchor_aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    # RPN targets: IoU >= fg foreground, < bg background; num_samples anchors per image.
+    rpn_fg_iou_threshold: float = 0.7
+    rpn_bg_iou_threshold: float = 0.3
+    rpn_num_samples: int = 256
+    rpn_positive_fraction: float = 0.5
+    # Proposals: top-k per level before NMS, top-k per image after it.
+    rpn_pre_nms_topk_train: int = 2000
+    rpn_pre_nms_topk_test: int = 1000
+    rpn_post_nms_topk_train: int = 1000
+    rpn_post_nms_topk_test: int = 1000
+    rpn_nms_threshold: float = 0.7
+    rpn_min_size: float = 0.0  # proposals with a side <= this many pixels are dropped
+    rpn_smooth_l1_beta: float = 0.0  # 0 = L1 (detectron2's default)
+    # RoI pooling: output side, samples per bin, 'align' (RoIAlign) or 'pool' (RoIPool, C4 only);
+    # FPN level assignment puts a canonical_size box on level 4.
+    roi_pooler_resolution: int = 7
+    roi_sampling_ratio: int = 2
+    roi_pooler_type: str = "align"
+    roi_canonical_size: float = 224.0
+    # RoI sampling: num_samples RoIs per image, at most positive_fraction foreground (IoU >=
+    # iou_threshold); the ground-truth boxes join the proposals when append_gt.
+    roi_num_samples: int = 512
+    roi_positive_fraction: float = 0.25
+    roi_iou_threshold: float = 0.5
+    roi_append_gt: bool = True
+    roi_smooth_l1_beta: float = 0.0
+    # FPN box head: num_fc fully connected layers of fc_dim.
+    box_head_fc_dim: int = 1024
+    box_head_num_fc: int = 2
+    # Inference: score threshold, class-aware NMS, detections per image.
+    test_score_threshold: float = 0.05
+    test_nms_threshold: float = 0.5
+    test_max_detections: int = 100
+
+    def check(self) -> None:
+        for name in ("rpn_fg_iou_threshold", "rpn_bg_iou_threshold", "rpn_nms_threshold", "roi_iou_threshold",
+                     "test_nms_threshold", "rpn_positive_fraction", "roi_positive_fraction"):  # fmt: skip
+            value = getattr(self, name)
+            require(0.0 <= value <= 1.0, name, value, "must be in [0, 1]")
+        require(self.rpn_bg_iou_threshold <= self.rpn_fg_iou_threshold, "rpn_bg_iou_threshold",
+                self.rpn_bg_iou_threshold, f"must be <= rpn_fg_iou_threshold={self.rpn_fg_iou_threshold}")  # fmt: skip
+        for name in ("rpn_num_samples", "rpn_pre_nms_topk_train", "rpn_pre_nms_topk_test", "rpn_post_nms_topk_train",
+                     "rpn_post_nms_topk_test", "roi_pooler_resolution", "roi_num_samples", "box_head_fc_dim",
+                     "test_max_detections", "fpn_channels"):  # fmt: skip
+            value = getattr(self, name)
+            require(value >= 1, name, value, "must be >= 1")
+        require(self.roi_pooler_type in POOLER_TYPES, "roi_pooler_type", self.roi_pooler_type, f"is not one of {POOLER_TYPES}")
+        require(len(self.anchor_sizes) >= 1 and all(len(level) >= 1 and min(level) > 0 for level in self.anchor_sizes),
+                "anchor_sizes", self.anchor_sizes, "needs one tuple of positive sizes per RPN level")  # fmt: skip
+        require(len({len(level) for level in self.anchor_sizes}) == 1, "anchor_sizes", self.anchor_sizes,
+                "needs the same number of sizes on every level (the RPN head is shared)")  # fmt: skip
+        require(len(self.anchor_aspect_ratios) >= 1 and min(self.anchor_aspect_ratios) > 0, "anchor_aspect_ratios",
+                self.anchor_aspect_ratios, "must be positive")  # fmt: skip
+
+    @property
+    def anchors_per_location(self) -> int:
+        return len(self.anchor_aspect_ratios) * len(self.anchor_sizes[0])

@@ -1,0 +1,77 @@
+"""The one table from `config.model.name` to code: which task a model serves, the config group of its
+family's hyper-parameters (`config.model.<group>`, generated from the Settings dataclass) and the
+function that builds it from (config, num_classes).
+
+A config holds the shared backbone keys and the chosen model's group only:
+`base_config(task, model=name)` adds `config.model.<group>` from `config_group(spec.settings)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import flax.linen as nn
+import ml_collections
+
+from vision_jax.models import rcnn, segmentation, ssd, yolo
+from vision_jax.models.classifier import ClassifierSettings, build_classifier
+from vision_jax.models.localizer import LocalizerSettings, build_localizer
+from vision_jax.models.settings import config_group
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    task: str  # the key of vision_jax.tasks.TASKS the model serves
+    group: str  # config.model.<group> holds its hyper-parameters
+    settings: type  # the dataclass those keys are generated from
+    build: Callable[[ml_collections.ConfigDict, int], nn.Module]  # (config, num_classes) -> module
+
+
+_FCN = ModelSpec("segmentation", segmentation.GROUP, segmentation.FCNSettings, segmentation.build_fcn)
+
+MODELS: dict[str, ModelSpec] = {
+    "classifier": ModelSpec("classification", "classifier", ClassifierSettings, build_classifier),
+    "localizer": ModelSpec("localization", "localizer", LocalizerSettings, build_localizer),
+    "faster_rcnn": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_faster_rcnn),
+    "faster_rcnn_c4": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_faster_rcnn_c4),
+    "ssd": ModelSpec("detection", ssd.GROUP, ssd.SSDSettings, ssd.build_ssd),
+    "yolo_v1": ModelSpec("detection", yolo.GROUP, yolo.YOLOv1Settings, yolo.build_yolo_v1),
+    "yolo_v3": ModelSpec("detection", yolo.GROUP, yolo.YOLOv3Settings, yolo.build_yolo_v3),
+    "fcn32s": _FCN,
+    "fcn16s": _FCN,
+    "fcn8s": _FCN,
+    "segnet": ModelSpec("segmentation", segmentation.GROUP, segmentation.SegNetSettings, segmentation.build_segnet),
+    "conv_autoencoder": ModelSpec(
+        "reconstruction", segmentation.GROUP, segmentation.AutoencoderSettings, segmentation.build_autoencoder
+    ),
+}
+
+
+def models_of(task: str) -> tuple[str, ...]:
+    """The model names that serve `task`, in table order."""
+    return tuple(name for name, spec in MODELS.items() if spec.task == task)
+
+
+def model_spec(config: ml_collections.ConfigDict) -> ModelSpec:
+    """The spec of config.model.name, refusing a name that is unknown or serves another task."""
+    name = config.model.name
+    if name not in MODELS or MODELS[name].task != config.task:
+        raise ValueError(
+            f"config.model.name={name!r} is not a {config.task} model; known: {list(models_of(config.task))}"
+        )
+    return MODELS[name]
+
+
+def add_model_group(config: ml_collections.ConfigDict, name: str) -> None:
+    """Sets config.model.name and adds the model's group with every default (base_config)."""
+    if name not in MODELS or MODELS[name].task != config.task:
+        raise ValueError(f"model={name!r} is not a {config.task} model; known: {list(models_of(config.task))}")
+    spec = MODELS[name]
+    config.model.name = name
+    config.model[spec.group] = config_group(spec.settings)
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+    """The module of config.model.name for num_classes classes."""
+    return model_spec(config).build(config, num_classes)

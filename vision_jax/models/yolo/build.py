@@ -1,0 +1,49 @@
+"""Builders of the YOLO family from a config: `config.model.*` backbone keys + `config.model.yolo`.
+
+Both versions need `data.fixed_size=True` (the whole image resized to image_size x image_size, as
+the papers do). Backbone: any name of vision_jax.models.backbones ('darknet53', the paper's v3
+trunk with width 32, or a ResNet / VGG) with the shared backbone keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from vision_jax.models.from_config import backbone_from_config, compute_dtype
+from vision_jax.models.settings import settings_from_config
+from vision_jax.models.yolo.settings import YOLOv1Settings, YOLOv3Settings
+from vision_jax.models.yolo.v1 import YOLOv1
+from vision_jax.models.yolo.v3 import YOLOv3
+
+GROUP = "yolo"
+
+
+def _check_fixed_size(config: ml_collections.ConfigDict) -> None:
+    if not config.data.get("fixed_size", False):
+        raise ValueError(
+            f"config.model.name={config.model.name!r} needs config.data.fixed_size=True (images resized to a square)"
+        )
+
+
+def build_yolo_v1(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv1:
+    _check_fixed_size(config)
+    s = settings_from_config(YOLOv1Settings, config.model.get(GROUP), f"config.model.{GROUP}")
+    return YOLOv1(
+        backbone=backbone_from_config(config.model),
+        num_classes=num_classes,
+        dtype=compute_dtype(config.model),
+        **dataclasses.asdict(s),
+    )
+
+
+def build_yolo_v3(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv3:
+    _check_fixed_size(config)
+    s = settings_from_config(YOLOv3Settings, config.model.get(GROUP), f"config.model.{GROUP}")
+    return YOLOv3(
+        backbone=backbone_from_config(config.model),
+        num_classes=num_classes,
+        dtype=compute_dtype(config.model),
+        **dataclasses.asdict(s),
+    )
