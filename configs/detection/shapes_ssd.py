@@ -6,7 +6,7 @@ Then `scripts/evaluate.py` / `scripts/predict.py` with the same --config and --w
 
 The ResNet variant of SSD: sources C3 (16×16), C4 (8×8), C5 (4×4), each through a 3x3 conv + BN +
 ReLU to 128 channels (model.ssd.resnet_source_channels: C3 of a width-16 ResNet-18 has only 32), and
-two extra stride-2 layers (2×2, 1×1); 1524 default boxes with scales from 0.1 (objects are 12-52 px,
+two extra stride-2 layers (2×2, 1×1); 1364 default boxes with scales from 0.1 (objects are 12-52 px,
 0.1-0.4 of the image). Matching (IoU 0.5 + best box per object), 3:1 hard negative mining, MultiBox
 loss and decoding (score > 0.01, NMS 0.45, top 200) are the paper's. SSD's expand/crop augmentations
 are off (data.ssd_augment): they trade training speed for scale robustness the 30-minute budget
@@ -34,7 +34,7 @@ from vision_jax.train.config import base_config
 
 
 def get_config():
-    c = base_config("detection")
+    c = base_config("detection", model="ssd")
     c.data.name = "shapes"
     c.data.shapes_variant = "multi"
     c.data.shapes_num_train = config_dict.placeholder(int)  # None: the builder's default size
@@ -47,7 +47,6 @@ def get_config():
     c.data.ssd_augment = False
     c.data.max_instances = 8  # scenes hold at most 6 objects
 
-    c.model.name = "ssd"
     c.model.backbone = "resnet18"
     c.model.width = 16
     s = c.model.ssd

@@ -22,7 +22,7 @@ from vision_jax.train.config import base_config
 
 
 def get_config():
-    c = base_config("detection")
+    c = base_config("detection", model="ssd")
     c.data.name = "voc/2007"
     c.data.train_split = "train+validation"
     c.data.eval_split = "test"
@@ -36,7 +36,6 @@ def get_config():
     c.data.max_instances = 64
     c.data.cache = False
 
-    c.model.name = "ssd"
     c.model.backbone = "vgg16"
     c.model.width = 64
     # model.ssd keeps its defaults: SSD300 (aspect ratios, scales, steps, extras, L2Norm 20).

@@ -13,12 +13,12 @@ Measured: not run here (no GPU in this project's machines); built and one train 
 tests/test_configs.py (tfds mock data).
 """
 
-from vision_jax.models.ssd.model import SSD512_ASPECT_RATIOS, SSD512_EXTRAS, SSD512_SCALES, SSD512_STEPS
+from vision_jax.models.ssd import SSD512_ASPECT_RATIOS, SSD512_EXTRAS, SSD512_SCALES, SSD512_STEPS
 from vision_jax.train.config import base_config
 
 
 def get_config():
-    c = base_config("detection")
+    c = base_config("detection", model="ssd")
     c.data.name = "coco/2017"
     c.data.train_split = "train"
     c.data.eval_split = "validation"
@@ -31,7 +31,6 @@ def get_config():
     c.data.max_instances = 100
     c.data.cache = False
 
-    c.model.name = "ssd"
     c.model.backbone = "vgg16"
     c.model.width = 64
     s = c.model.ssd

@@ -1,6 +1,9 @@
 """Float64 NumPy SSD pieces written from the paper (Liu et al., 2016) and the documented behaviour of
 torchvision's SSD (DefaultBoxGenerator, SSDMatcher, compute_loss, postprocess_detections), not from
 vision_jax's code. Plain Python loops over boxes, images and classes.
+
+Class convention (the project's, detectron2's; torchvision puts background first): logits are
+[..., C + 1] with background last, at index C; a label is k for class k and C for background.
 """
 
 from __future__ import annotations
@@ -71,6 +74,22 @@ def match(gt_boxes, gt_valid, gt_crowd, anchors, threshold=0.5):
     return matched, positive
 
 
+def near_tie(overlaps: np.ndarray, threshold: float) -> bool:
+    """Whether float32 rounding could flip an argmax that matching depends on: a gt's two best
+    default boxes, or a default box's two best gts at or above the threshold, within 1e-5 IoU.
+    Such ties are real (a small box inside two symmetric default boxes) and either answer is right."""
+
+    def top_two_close(matrix):  # per column
+        if matrix.shape[0] < 2 or matrix.shape[1] == 0:
+            return np.zeros(matrix.shape[1], bool)
+        top = np.sort(matrix, axis=0)[-2:]
+        return (top[1] - top[0] < 1e-5) & (top[1] > 0)
+
+    if len(overlaps) == 0:
+        return False
+    return bool(np.any(top_two_close(overlaps.T)) or np.any(top_two_close(overlaps) & (overlaps.max(0) >= threshold)))
+
+
 def encode(gt: np.ndarray, anchors: np.ndarray, variances=(0.1, 0.1, 0.2, 0.2)) -> np.ndarray:
     """The paper's offsets: ((g_cx - d_cx) / d_w / v0, ..., log(g_w / d_w) / v2, ...)."""
     gt, anchors = np.asarray(gt, np.float64), np.asarray(anchors, np.float64)
@@ -118,12 +137,14 @@ def mine_negatives(background_loss, positive, ratio=3.0, min_negatives=0) -> np.
 
 
 def multibox_loss(logits, deltas, labels, targets, ratio=3.0):
-    """(loss_cls, loss_box) over a batch, normalised by max(1, total positives)."""
+    """(loss_cls, loss_box) over a batch, normalised by max(1, total positives). logits [B, A, C + 1]
+    background last; labels [B, A] in 0..C (C = background)."""
     log_probs = log_softmax(logits)
+    background = log_probs.shape[-1] - 1
     total_cls, total_box, num_pos = 0.0, 0.0, 0
     for b in range(len(labels)):
-        positive = labels[b] > 0
-        negative = mine_negatives(-log_probs[b, :, 0], positive, ratio)
+        positive = labels[b] != background
+        negative = mine_negatives(-log_probs[b, :, background], positive, ratio)
         for a in np.nonzero(positive | negative)[0]:
             total_cls -= log_probs[b, a, labels[b, a]]
         for a in np.nonzero(positive)[0]:
@@ -144,20 +165,21 @@ def greedy_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[
 
 
 def detect(logits, deltas, anchors, image_size, score_threshold, nms_threshold, topk, max_detections):
-    """torchvision SSD.postprocess_detections for one image: (boxes, scores, classes) by score."""
+    """torchvision SSD.postprocess_detections for one image: (boxes, scores, classes) by score.
+    logits [A, C + 1] background last; classes in 0..C-1."""
     probs = np.exp(log_softmax(logits))
     boxes = decode(deltas, anchors)
     height, width = image_size
     boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width)
     boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, height)
     all_boxes, all_scores, all_classes = [], [], []
-    for c in range(1, probs.shape[1]):
+    for c in range(probs.shape[1] - 1):
         candidates = [a for a in range(len(anchors)) if probs[a, c] > score_threshold]
         candidates = sorted(candidates, key=lambda a: (-probs[a, c], a))[:topk]
         kept = greedy_nms(boxes[candidates], probs[candidates, c], nms_threshold)
         all_boxes += [boxes[candidates[k]] for k in kept]
         all_scores += [probs[candidates[k], c] for k in kept]
-        all_classes += [c - 1] * len(kept)
+        all_classes += [c] * len(kept)
     order = sorted(range(len(all_scores)), key=lambda i: -all_scores[i])[:max_detections]
     return (
         np.asarray([all_boxes[i] for i in order]).reshape(-1, 4),

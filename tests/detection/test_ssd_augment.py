@@ -130,7 +130,7 @@ def test_drawn_rectangles_stay_under_their_boxes_through_all_augmentations(rng, 
 
 
 def test_pipeline_hook_is_deterministic_per_seed_and_keeps_boxes_on_objects(rng, seed):
-    config = base_config("detection")
+    config = base_config("detection", model="ssd")
     config.data.image_size, config.data.fixed_size, config.data.max_instances = 96, True, 6
     config.data.ssd_augment, config.data.random_flip = True, True
     info = DatasetInfo("toy", 4, ("a", "b", "c", "d"), {"train": 1}, (None, None, 3), frozenset({"boxes"}))

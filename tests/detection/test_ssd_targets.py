@@ -1,5 +1,6 @@
 """SSD matching, hard negative mining, MultiBox loss and decoding against the float64 NumPy
-reference in ssd_reference.py, on fresh random boxes and logits (seed printed by the fixture)."""
+reference in ssd_reference.py, on fresh random boxes and logits (seed printed by the fixture).
+Background is the last logit (index C) and the label C, in the ops and the reference alike."""
 
 import jax
 import jax.numpy as jnp
@@ -38,28 +39,12 @@ def draw_gt(rng, num_rows: int, num_valid: int):
     return boxes, valid, crowd
 
 
-def near_tie(overlaps: np.ndarray, threshold: float) -> bool:
-    """Whether float32 rounding could flip an argmax that matching depends on: a gt's two best
-    default boxes, or a default box's two best gts at or above the threshold, within 1e-5 IoU.
-    Such ties are real (a small box inside two symmetric default boxes) and either answer is right."""
-
-    def top_two_close(matrix):  # per column
-        if matrix.shape[0] < 2 or matrix.shape[1] == 0:
-            return np.zeros(matrix.shape[1], bool)
-        top = np.sort(matrix, axis=0)[-2:]
-        return (top[1] - top[0] < 1e-5) & (top[1] > 0)
-
-    if len(overlaps) == 0:
-        return False
-    return bool(np.any(top_two_close(overlaps.T)) or np.any(top_two_close(overlaps) & (overlaps.max(0) >= threshold)))
-
-
 def random_gt(rng, num_rows: int, num_valid: int, threshold: float = 0.5):
     """draw_gt, redrawn while matching has a near tie (about one draw in five at 10 boxes), so the
     float32 op and the float64 reference must agree exactly."""
     while True:
         boxes, valid, crowd = draw_gt(rng, num_rows, num_valid)
-        if not near_tie(ref.iou(boxes[valid & ~crowd], anchors()), threshold):
+        if not ref.near_tie(ref.iou(boxes[valid & ~crowd], anchors()), threshold):
             return boxes, valid, crowd
 
 
@@ -110,17 +95,30 @@ def test_two_ground_truths_claiming_one_default_box_go_to_the_higher_iou(rng, se
 def test_targets_encode_with_the_paper_variances(rng, seed):
     a = anchors()
     boxes, valid, crowd = random_gt(rng, 6, 6)
-    classes = rng.integers(0, 4, 6).astype(np.int32)
-    labels, targets, _ = ssd_targets(boxes, classes, valid, a, crowd, 0.5, SSD_BOX_WEIGHTS)
+    num_classes = 4
+    classes = rng.integers(0, num_classes, 6).astype(np.int32)
+    labels, targets, _ = ssd_targets(boxes, classes, valid, a, num_classes, crowd, 0.5, SSD_BOX_WEIGHTS)
     ref_matched, ref_positive = ref.match(boxes, valid, crowd, a, 0.5)
     np.testing.assert_array_equal(
-        np.asarray(labels), np.where(ref_positive, classes[ref_matched] + 1, 0), err_msg=f"seed={seed}"
+        np.asarray(labels), np.where(ref_positive, classes[ref_matched], num_classes), err_msg=f"seed={seed}"
     )
     expected = ref.encode(boxes[ref_matched[ref_positive]], a[ref_positive])
     np.testing.assert_allclose(
         np.asarray(targets)[ref_positive], expected, rtol=1e-4, atol=1e-4, err_msg=f"seed={seed}"
     )
     assert np.all(np.asarray(targets)[~ref_positive] == 0)
+
+
+def test_unmatched_default_boxes_are_labelled_background_num_classes(rng, seed):
+    a = anchors()
+    num_classes = int(rng.integers(1, 6))
+    padding_only = ssd_targets(np.zeros((3, 4), np.float32), np.zeros(3, np.int32), np.zeros(3, bool), a, num_classes)
+    no_rows = ssd_targets(np.zeros((0, 4), np.float32), np.zeros(0, np.int32), np.zeros(0, bool), a, num_classes)
+    for labels, targets, positive in (padding_only, no_rows):
+        np.testing.assert_array_equal(np.asarray(labels), np.full(len(a), num_classes), err_msg=f"seed={seed}")
+        assert not np.asarray(positive).any() and not np.asarray(targets).any(), f"seed={seed}"
+    with pytest.raises(TypeError, match="num_classes must be a Python int"):
+        ssd_targets(np.zeros((3, 4), np.float32), np.zeros(3, np.int32), np.ones(3, bool), a, np.zeros(3, bool))
 
 
 def test_hard_negative_mining_matches_the_reference(rng, seed):
@@ -150,7 +148,7 @@ def test_multibox_loss_matches_the_reference(rng, seed):
     for b in range(batch):
         boxes, valid, crowd = random_gt(rng, 5, [0, 3, 5][b])  # image 0 has no positives
         classes = rng.integers(0, num_classes, 5).astype(np.int32)
-        lab, tgt, _ = ssd_targets(boxes, classes, valid, a, crowd)
+        lab, tgt, _ = ssd_targets(boxes, classes, valid, a, num_classes, crowd)
         labels.append(np.asarray(lab))
         targets.append(np.asarray(tgt))
     labels, targets = np.stack(labels), np.stack(targets)
@@ -164,8 +162,11 @@ def test_multibox_loss_matches_the_reference(rng, seed):
     # Gradients reach the logits of positives and mined negatives only.
     grad = jax.grad(lambda x: ssd_loss(x, deltas, labels, targets)["loss_cls"])(jnp.asarray(logits))
     touched = np.abs(np.asarray(grad)).sum(-1) > 0
-    negative = np.stack([ref.mine_negatives(-ref.log_softmax(logits[b])[:, 0], labels[b] > 0) for b in range(batch)])
-    np.testing.assert_array_equal(touched, (labels > 0) | negative, err_msg=f"seed={seed}")
+    positive = labels < num_classes
+    negative = np.stack(
+        [ref.mine_negatives(-ref.log_softmax(logits[b])[:, num_classes], positive[b]) for b in range(batch)]
+    )
+    np.testing.assert_array_equal(touched, positive | negative, err_msg=f"seed={seed}")
 
 
 @pytest.mark.parametrize("max_detections", [40, 300])
@@ -176,13 +177,14 @@ def test_decoding_matches_the_reference(rng, seed, max_detections):
     deltas = rng.normal(0, 1.0, (len(a), 4)).astype(np.float32)
     image_size = np.asarray([IMAGE, IMAGE - 8], np.float32)
     args = {"score_threshold": 0.05, "nms_threshold": 0.45, "topk_candidates": 60, "max_detections": max_detections}
-    boxes, scores, classes, valid = jax.jit(ssd_detect, static_argnames=("topk_candidates", "max_detections"))(
+    out = jax.jit(ssd_detect, static_argnames=("topk_candidates", "max_detections"))(
         logits, deltas, a, image_size, **args
     )
+    boxes, scores, classes, valid = (np.asarray(out[key]) for key in ("boxes", "scores", "classes", "valid"))
     ref_boxes, ref_scores, ref_classes = ref.detect(logits, deltas, a, image_size, 0.05, 0.45, 60, max_detections)
-    valid = np.asarray(valid)
     assert valid.sum() == len(ref_scores), f"seed={seed}: {valid.sum()} detections vs {len(ref_scores)}"
     assert valid[: valid.sum()].all()
-    np.testing.assert_allclose(np.asarray(scores)[valid], ref_scores, rtol=1e-5, err_msg=f"seed={seed}")
-    np.testing.assert_array_equal(np.asarray(classes)[valid], ref_classes, err_msg=f"seed={seed}")
-    np.testing.assert_allclose(np.asarray(boxes)[valid], ref_boxes, atol=1e-3, err_msg=f"seed={seed}")
+    np.testing.assert_allclose(scores[valid], ref_scores, rtol=1e-5, err_msg=f"seed={seed}")
+    np.testing.assert_array_equal(classes[valid], ref_classes, err_msg=f"seed={seed}")
+    np.testing.assert_allclose(boxes[valid], ref_boxes, atol=1e-3, err_msg=f"seed={seed}")
+    assert not np.any(valid[valid.sum() :]) and np.all(scores[~valid] == 0), f"seed={seed}: padding rows"

@@ -13,13 +13,13 @@ NUM_IMAGES, BATCH, STEPS = 4, 2, 100
 
 
 def overfit_config(data_dir: str):
-    c = base_config("detection")
+    c = base_config("detection", model="ssd")
     c.data.name, c.data.shapes_variant, c.data.data_dir = "shapes", "multi", data_dir
     c.data.shapes_num_train, c.data.shapes_num_test = NUM_IMAGES, 1
     c.data.eval_split = "train"  # overfitting: evaluated on the training images
     c.data.image_size, c.data.fixed_size = 64, True  # the 128 x 128 scenes at half size: objects 6-26 px
     c.data.random_flip, c.data.max_instances = False, 8
-    c.model.name, c.model.backbone, c.model.width = "ssd", "resnet18", 8
+    c.model.backbone, c.model.width = "resnet18", 8
     s = c.model.ssd
     s.resnet_sources = ("C3", "C4", "C5")  # 8x8, 4x4, 2x2
     s.extras = ((32, 64, 3, 2, 1),)  # 1x1

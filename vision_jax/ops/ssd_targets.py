@@ -5,27 +5,32 @@ Per image (wrap in ``jax.vmap`` for a batch), A default boxes and G padded groun
 * ``ssd_match``: each default box takes its best ground truth if their IoU >= iou_threshold
   (0.5); then every valid ground truth takes its own best default box ("bipartite" step of the
   paper, torchvision's SSDMatcher), whatever that IoU.
-* ``ssd_targets``: labels (0 = background, k + 1 = class k), box regression targets encoded
-  with SSD's variances (0.1, 0.1, 0.2, 0.2), i.e. ``encode_boxes`` weights (10, 10, 5, 5).
+* ``ssd_targets``: labels (k for class k, C = num_classes for background), box regression
+  targets encoded with SSD's variances (0.1, 0.1, 0.2, 0.2), i.e. ``encode_boxes`` weights
+  (10, 10, 5, 5).
 * ``hard_negative_mask``: the 3:1 hard negative mining.
 * ``ssd_loss`` (batched): (softmax CE over positives and mined negatives + smooth-L1 over
   positives) / number of positives in the batch.
-* ``ssd_detect``: softmax scores, per-class score threshold and top-k, class-aware NMS, top 200.
+* ``ssd_detect``: decoded boxes and softmax scores through ``multiclass_detections`` with a
+  per-class top-k (torchvision's SSD post-processing).
 
-Boxes are (x1, y1, x2, y2) in input pixels; default boxes come from ``ssd_default_boxes``.
-This module imports only jax and numpy (the ops rule).
+Classifier logits are [..., C + 1] with **background last, index C** (the project's one
+convention, ``vision_jax.ops.postprocess``), so class k is logit k. Boxes are (x1, y1, x2, y2) in
+input pixels; default boxes come from ``ssd_default_boxes``. This module imports only jax and
+numpy (the ops rule).
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
-from vision_jax.ops.boxes import box_iou, clip_boxes, decode_boxes, encode_boxes
+from vision_jax.ops.boxes import box_iou, decode_boxes, encode_boxes
 from vision_jax.ops.losses import smooth_l1_loss
-from vision_jax.ops.nms import batched_nms
+from vision_jax.ops.postprocess import foreground_scores, multiclass_detections
 
 # SSD's "variances" (0.1, 0.1, 0.2, 0.2) expressed as BoxCoder weights (their inverses).
 SSD_BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
@@ -92,6 +97,7 @@ def ssd_targets(
     gt_classes: jax.Array,
     gt_valid: jax.Array,
     default_boxes: jax.Array,
+    num_classes: int,
     gt_is_crowd: jax.Array | None = None,
     iou_threshold: float = 0.5,
     box_weights: Sequence[float] = SSD_BOX_WEIGHTS,
@@ -99,26 +105,34 @@ def ssd_targets(
     """Classification and regression targets of one image.
 
     Args:
-      gt_boxes [G, 4] xyxy, gt_classes [G] int in 0..C-1, gt_valid [G] bool, default_boxes
-      [A, 4] xyxy, gt_is_crowd [G] bool or None; iou_threshold as in ``ssd_match``;
-      box_weights: ``encode_boxes`` weights (SSD: (10, 10, 5, 5)).
+      gt_boxes [G, 4] xyxy input pixels, gt_classes [G] int in 0..C-1, gt_valid [G] bool,
+      default_boxes [A, 4] xyxy input pixels, gt_is_crowd [G] bool or None;
+      num_classes: C, the foreground classes (static int): the background label;
+      iou_threshold as in ``ssd_match``; box_weights: ``encode_boxes`` weights (SSD: (10, 10, 5, 5)).
 
     Returns:
-      labels: [A] int32, 0 for background, k + 1 for a default box matched to class k.
+      labels: [A] int32, k for a default box matched to class k, C (num_classes) for background:
+        the index of the target logit when background is the last of the C + 1 logits.
       box_targets: [A, 4] float32 encoded deltas (zeros where not positive).
       positive: [A] bool.
     """
+    try:
+        num_classes = operator.index(num_classes)
+    except TypeError:
+        raise TypeError(f"num_classes must be a Python int (the background label C), got {num_classes!r}") from None
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     matched_gt, positive = ssd_match(gt_boxes, gt_valid, default_boxes, gt_is_crowd, iou_threshold)
     gt_classes = jnp.asarray(gt_classes, jnp.int32)
     if gt_classes.shape != gt_valid.shape:
         raise ValueError(f"gt_classes must be [G]={gt_valid.shape}; got shape {gt_classes.shape}")
     if gt_boxes.shape[0] == 0:
         return (
-            jnp.zeros(positive.shape, jnp.int32),
+            jnp.full(positive.shape, num_classes, jnp.int32),
             jnp.zeros(default_boxes.shape, jnp.float32),
             positive,
         )
-    labels = jnp.where(positive, gt_classes[matched_gt] + 1, 0).astype(jnp.int32)
+    labels = jnp.where(positive, gt_classes[matched_gt], num_classes).astype(jnp.int32)
     targets = encode_boxes(jnp.asarray(gt_boxes)[matched_gt], jnp.asarray(default_boxes), box_weights)
     return labels, jnp.where(positive[:, None], targets, 0.0).astype(jnp.float32), positive
 
@@ -129,7 +143,7 @@ def hard_negative_mask(
     """Hard negative mining of one image: the highest-loss negatives, neg_pos_ratio per positive.
 
     Negatives are the non-positive default boxes, ranked by ``background_loss`` (the
-    cross-entropy of predicting background, -log softmax(logits)[0]) in descending order, ties
+    cross-entropy of predicting background, -log softmax(logits)[C]) in descending order, ties
     broken by lower index. The top k = min(#negatives, max(floor(neg_pos_ratio * #positives),
     min_negatives)) are kept.
 
@@ -176,9 +190,10 @@ def ssd_loss(
     """SSD's MultiBox loss over a batch (torchvision's SSD.compute_loss).
 
     Args:
-      class_logits: [B, A, C + 1] float, background at index 0.
+      class_logits: [B, A, C + 1] float, background last (index C).
       box_deltas: [B, A, 4] float predicted deltas (same weights as the targets).
-      labels: [B, A] int32 from ``ssd_targets`` (0 = background); box_targets [B, A, 4].
+      labels: [B, A] int in 0..C from ``ssd_targets`` (k = class k, C = background);
+      box_targets: [B, A, 4] float encoded deltas.
       neg_pos_ratio, min_negatives: see ``hard_negative_mask``; smooth_l1_beta: 1 (the paper).
 
     Returns:
@@ -197,8 +212,9 @@ def ssd_loss(
         raise ValueError(f"box_deltas and box_targets must be [B, A, 4]; got {box_deltas.shape}, {box_targets.shape}")
     log_probs = jax.nn.log_softmax(class_logits, axis=-1)
     cross_entropy = -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]  # [B, A]
-    positive = labels > 0
-    background_loss = jax.lax.stop_gradient(-log_probs[..., 0])
+    background = class_logits.shape[-1] - 1  # C, the last logit
+    positive = labels < background
+    background_loss = jax.lax.stop_gradient(-log_probs[..., background])
     negative = jax.vmap(hard_negative_mask, in_axes=(0, 0, None, None))(
         background_loss, positive, neg_pos_ratio, min_negatives
     )
@@ -227,55 +243,39 @@ def ssd_detect(
     topk_candidates: int = 400,
     max_detections: int = 200,
     box_weights: Sequence[float] = SSD_BOX_WEIGHTS,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+) -> dict[str, jax.Array]:
     """Inference post-processing of one image (torchvision's SSD.postprocess_detections).
 
-    Scores are softmax probabilities; for every foreground class c the default boxes with
-    score > score_threshold, at most the topk_candidates best (lowest index first on ties), are
-    candidates; boxes are decoded with ``decode_boxes`` (its exp clamp) and clipped to the
-    image; class-aware NMS (IoU > nms_threshold suppresses) keeps the max_detections best
-    over all classes.
+    Boxes are decoded with ``decode_boxes`` (its exp clamp); scores are the softmax's foreground
+    columns (``foreground_scores``); ``multiclass_detections`` then clips the boxes to the image,
+    keeps per class the topk_candidates best boxes with score > score_threshold (lowest index
+    first on ties) and runs class-aware NMS (IoU > nms_threshold suppresses) down to the
+    max_detections best over all classes.
 
     Args:
-      class_logits: [A, C + 1] float (background first); box_deltas: [A, 4];
-      default_boxes: [A, 4] xyxy; image_size: [2] (height, width) float (may be traced).
-      score_threshold, nms_threshold: floats; topk_candidates, max_detections: static ints.
+      class_logits: [A, C + 1] float, background last (index C); box_deltas: [A, 4] float;
+      default_boxes: [A, 4] xyxy input pixels; image_size: [2] (height, width) float (may be traced).
+      score_threshold, nms_threshold: floats (may be traced); topk_candidates, max_detections:
+      static ints; box_weights: those of the targets.
 
     Returns:
-      boxes [K, 4] float32 xyxy, scores [K] float32, classes [K] int32 in 0..C-1, valid [K] bool,
-      K = max_detections, sorted by descending score; padding rows are zeros with valid False.
+      {'boxes' [K, 4] float32 xyxy input pixels, 'scores' [K] float32, 'classes' [K] int32 in
+      0..C-1, 'valid' [K] bool}, K = max_detections, by decreasing score; padding rows are zeros
+      with valid False.
     """
     class_logits = jnp.asarray(class_logits, jnp.float32)
-    num_boxes, num_classes_bg = class_logits.shape
-    if num_classes_bg < 2:
-        raise ValueError(f"class_logits must be [A, C + 1] with C >= 1; got {class_logits.shape}")
+    if class_logits.ndim != 2:
+        raise ValueError(f"class_logits must be [A, C + 1] (one image); got {class_logits.shape}")
+    num_boxes = class_logits.shape[0]
     if box_deltas.shape != (num_boxes, 4) or default_boxes.shape != (num_boxes, 4):
         raise ValueError(f"box_deltas and default_boxes must be [A, 4]; got {box_deltas.shape}, {default_boxes.shape}")
-    num_classes = num_classes_bg - 1
-    k = min(topk_candidates, num_boxes)
-    image_size = jnp.asarray(image_size, jnp.float32)
     boxes = decode_boxes(jnp.asarray(box_deltas, jnp.float32), default_boxes, box_weights)
-    boxes = clip_boxes(boxes, image_size[0], image_size[1])
-    scores = jax.nn.softmax(class_logits, axis=-1)[:, 1:].T  # [C, A]
-    # Scores <= threshold sink below every candidate before top_k so they are never picked over one.
-    ranked = jnp.where(scores > score_threshold, scores, -1.0)
-    top_scores, top_index = jax.lax.top_k(ranked, k)  # [C, k]
-    candidate_boxes = boxes[top_index].reshape(-1, 4)
-    candidate_scores = top_scores.reshape(-1)
-    candidate_classes = jnp.repeat(jnp.arange(num_classes, dtype=jnp.int32), k)
-    keep, num_kept = batched_nms(
-        candidate_boxes,
-        candidate_scores,
-        candidate_classes,
-        nms_threshold,
-        max_detections,
+    return multiclass_detections(
+        boxes,
+        foreground_scores(class_logits),
+        image_size,
         score_threshold=score_threshold,
-    )
-    valid = jnp.arange(max_detections) < num_kept
-    index = jnp.where(valid, keep, 0)
-    return (
-        jnp.where(valid[:, None], candidate_boxes[index], 0.0),
-        jnp.where(valid, candidate_scores[index], 0.0),
-        jnp.where(valid, candidate_classes[index], 0),
-        valid,
+        nms_threshold=nms_threshold,
+        max_detections=max_detections,
+        topk_per_class=topk_candidates,
     )

@@ -1,4 +1,5 @@
-"""Builder of the SSD family from a config: `config.model.*` backbone keys + `config.model.ssd`."""
+"""Builder of the SSD family from a config: the shared `config.model.*` keys (backbone, width, dtype,
+cross_replica_bn, ...) + the `config.model.ssd` group (`SSDSettings`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import ml_collections
 
 from vision_jax.models.backbones.resnet import ResNet
 from vision_jax.models.backbones.vgg import VGG16
-from vision_jax.models.from_config import backbone_from_config, compute_dtype
+from vision_jax.models.from_config import backbone_from_config, bn_axis_name, compute_dtype
 from vision_jax.models.settings import settings_from_config
 from vision_jax.models.ssd.features import SSDResNetFeatures, SSDVGGFeatures
 from vision_jax.models.ssd.model import SSD
@@ -41,6 +42,7 @@ def build_ssd(config: ml_collections.ConfigDict, num_classes: int) -> SSD:
             l2norm=s.l2norm,
             l2norm_scale=s.l2norm_scale,
             dtype=dtype,
+            bn_axis_name=bn_axis_name(m),
         )
         num_sources = len(s.resnet_sources) + len(s.extras)
     else:

@@ -3,8 +3,8 @@
 * `SSDVGGFeatures` (the paper's SSD300/SSD512, torchvision's ssd300_vgg16 layout): VGG-16 with
   ceil-mode pooling; source 1 = conv4_3 (stride 8) through `L2Norm` (learned per-channel scale,
   init 20, because conv4_3's activations are much larger than the later sources'); pool5
-  becomes 3x3/1 pad 1, fc6 a 3x3 conv with dilation 6 (pad 6) and fc7 a 1x1 conv, both 1024
-  channels + ReLU: source 2 = fc7 (stride 16); then the extra layers.
+  becomes 3x3/1 pad 1, fc6 a 3x3 conv with dilation 6 (pad 6) and fc7 a 1x1 conv, both
+  fc_channels (1024) + ReLU: source 2 = fc7 (stride 16); then the extra layers.
   SSD300 gives 38, 19, 10, 5, 3, 1 maps; SSD512 (one more extra, the last a 4x4 conv) gives
   64, 32, 16, 8, 4, 2, 1.
 * `SSDResNetFeatures`: ResNet stage outputs (e.g. 'C4', 'C5') as the first sources, then the
@@ -18,7 +18,13 @@ An extra layer is (mid_channels, out_channels, kernel, stride, padding): a 1x1 c
 mid_channels + ReLU, then a kernel x kernel conv with that stride and symmetric padding + ReLU;
 each one's output is a source.
 
-__call__(images float [B, H, W, 3], train) -> list of L feature maps [B, H_l, W_l, C_l].
+The values come from `SSDSettings` (settings.py, where their defaults live) through build.py. The
+ResNet variant's own BatchNorms (source modules, extras) reduce their statistics over
+`bn_axis_name` (the "data" axis with config.model.cross_replica_bn, else per device), like the
+backbone's.
+
+__call__(images float [B, H, W, 3] (normalised pixels), train) -> list of L feature maps
+[B, H_l, W_l, C_l], the first at the highest resolution.
 """
 
 from __future__ import annotations
@@ -68,8 +74,9 @@ class ExtraLayers(nn.Module):
     """The extra feature layers: x [B, H, W, C] -> list of one map per spec (module docstring)."""
 
     extras: Sequence[ExtraSpec]
-    norm: bool = False  # BatchNorm after each conv (the ResNet variant)
+    norm: bool  # BatchNorm after each conv (the ResNet variant)
     dtype: Any = None
+    bn_axis_name: str | None = None  # the BatchNorms' cross-replica axis (None: per device)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> list[jax.Array]:
@@ -93,7 +100,12 @@ class ExtraLayers(nn.Module):
                     name=f"extra{index}_conv{part}",
                 )(x)
                 if self.norm:
-                    x = nn.BatchNorm(use_running_average=not train, dtype=self.dtype, name=f"extra{index}_bn{part}")(x)
+                    x = nn.BatchNorm(
+                        use_running_average=not train,
+                        dtype=self.dtype,
+                        axis_name=self.bn_axis_name,
+                        name=f"extra{index}_bn{part}",
+                    )(x)
                 x = nn.relu(x)
             outputs.append(x)
         return outputs
@@ -104,9 +116,9 @@ class SSDVGGFeatures(nn.Module):
 
     vgg: VGG16
     extras: Sequence[ExtraSpec]
-    fc_channels: int = 1024
-    l2norm: bool = True
-    l2norm_scale: float = 20.0
+    fc_channels: int
+    l2norm: bool
+    l2norm_scale: float
     dtype: Any = None
 
     @nn.compact
@@ -128,12 +140,13 @@ class SSDResNetFeatures(nn.Module):
 
     resnet: ResNet
     extras: Sequence[ExtraSpec]
-    sources: Sequence[str] = ("C4", "C5")
-    extras_norm: bool = True
-    source_channels: int = 0
-    l2norm: bool = False
-    l2norm_scale: float = 20.0
+    sources: Sequence[str]
+    extras_norm: bool
+    source_channels: int  # 0: no per-source conv + BN + ReLU
+    l2norm: bool
+    l2norm_scale: float
     dtype: Any = None
+    bn_axis_name: str | None = None  # the BatchNorms' cross-replica axis (None: per device)
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool) -> list[jax.Array]:
@@ -145,7 +158,12 @@ class SSDResNetFeatures(nn.Module):
         if self.source_channels:
             maps = [
                 nn.relu(
-                    nn.BatchNorm(use_running_average=not train, dtype=self.dtype, name=f"{name}_module_bn")(
+                    nn.BatchNorm(
+                        use_running_average=not train,
+                        dtype=self.dtype,
+                        axis_name=self.bn_axis_name,
+                        name=f"{name}_module_bn",
+                    )(
                         nn.Conv(
                             self.source_channels,
                             (3, 3),
@@ -163,5 +181,7 @@ class SSDResNetFeatures(nn.Module):
             maps[0] = L2Norm(self.l2norm_scale, name="first_l2norm")(maps[0])
         return [
             *maps,
-            *ExtraLayers(self.extras, norm=self.extras_norm, dtype=self.dtype, name="extras")(maps[-1], train),
+            *ExtraLayers(
+                self.extras, norm=self.extras_norm, dtype=self.dtype, bn_axis_name=self.bn_axis_name, name="extras"
+            )(maps[-1], train),
         ]

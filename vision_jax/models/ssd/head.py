@@ -1,9 +1,11 @@
 """SSD's prediction head: one 3x3 conv per source for class logits and one for box deltas.
 
-Level l with A_l default boxes per location predicts A_l * (C + 1) logits (background first) and
-A_l * 4 deltas per location. Outputs are flattened location-major (row, column), then box,
-then level by level: the order of `vision_jax.ops.ssd_default_boxes`.
-Weights are Xavier-uniform with zero biases (torchvision's SSDHead).
+Level l with A_l default boxes per location predicts A_l * (C + 1) logits and A_l * 4 deltas per
+location: channel block a of the class conv holds box a's logits, foreground class k at k and
+background last, at C (the project's convention, `vision_jax.ops.postprocess`). Outputs are
+flattened location-major (row, column), then box, then level by level: the order of
+`vision_jax.ops.ssd_default_boxes`. Weights are Xavier-uniform with zero biases (torchvision's
+SSDHead).
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import jax.numpy as jnp
 
 class SSDHead(nn.Module):
     """features: L maps [B, H_l, W_l, C_l] -> (logits [B, sum_l H_l W_l A_l, C + 1] float32,
-    deltas [B, sum_l H_l W_l A_l, 4] float32)."""
+    background last; deltas [B, sum_l H_l W_l A_l, 4] float32, encoded with SSD's box weights)."""
 
-    num_classes: int  # foreground classes C; the head predicts C + 1
+    num_classes: int  # foreground classes C; the head predicts C + 1 (background last)
     boxes_per_location: Sequence[int]
     dtype: Any = None
 

@@ -1,62 +1,47 @@
 """SSD: Single Shot MultiBox Detector (Liu et al., 2016), SSD300/SSD512 on VGG-16 and a ResNet variant.
 
-    images [B, S, S, 3] -> sources (backbones/ssd_features.py) -> SSDHead: per default box C + 1
-      logits and 4 deltas -> train: matching, targets, hard negative mining, MultiBox loss
-                             test:  softmax, per-class threshold / top-k / NMS, top 200
+    images [B, H, W, 3] -> sources (features.py) -> SSDHead (head.py): per default box C + 1
+      logits (background last, index C) and 4 deltas
+      -> train: matching, targets, 3:1 hard negative mining, MultiBox loss
+         test:  softmax, per-class score threshold and top-k, class-aware NMS, top max_detections
 
-Default boxes: `vision_jax.ops.ssd_default_boxes` on the sources' static shapes, with per-level
-extra aspect ratios, scales (explicit, or linear from min_scale to max_scale) and steps from
-`SSDSettings`; they are constants of the compiled step. Targets, loss and decoding are the ops
-of `vision_jax.ops.ssd_targets` (variances 0.1/0.2 as encode weights 10, 10, 5, 5).
+The detector contract (train / inference / init calls, targets, detections) is
+`vision_jax.models.detector`'s; `SSD` supplies its three parts:
+  forward  the head's logits [B, A, C + 1] and deltas [B, A, 4] (float32) and the A default boxes
+           [A, 4] (xyxy input pixels) of the sources' static shapes, constants of the compiled step
+           (`vision_jax.ops.ssd_default_boxes`: per-level extra aspect ratios, scales, steps);
+  losses   'loss_cls' (softmax cross-entropy over positives and mined negatives) and
+           'loss_box_reg' (smooth L1 over positives), each / the batch's positives; metrics
+           'num_positive_boxes' and 'num_mined_negatives' per image, 'positive_accuracy';
+  detect   `vision_jax.ops.ssd_detect`, i.e. `multiclass_detections` with a per-class top-k.
+Targets, loss and decoding are the ops of `vision_jax.ops.ssd_targets` (SSD's variances 0.1 /
+0.2 as box weights 10, 10, 5, 5). `init` (train=False) returns {'logits', 'deltas'}.
 
-The model contract is the detection task's (see faster_rcnn.py): `apply(vars, images,
-image_sizes, train=True, gt_boxes=, gt_classes=, gt_valid=, gt_is_crowd=,
-mutable=['batch_stats'])` -> ({'loss', 'losses', 'metrics'}, state); `apply(vars, images,
-image_sizes, train=False)` -> {'boxes' [B, K, 4], 'scores', 'classes', 'valid'}, K =
-max_detections, boxes in input pixels clipped to image_sizes (float [B, 2] (height, width);
-None = the whole input). `init` (train=False) returns the raw head outputs instead of running
-the post-processing.
-
-Config (`config.model.ssd`, a nested group built by `ssd_config_defaults`; SSD300-VGG16 values):
-  aspect_ratios   per source, the extra ratios r (boxes r:1 and 1:r besides the two squares)
-  scales          L + 1 box scales as fractions of the input; () = linear from min_scale to
-                  max_scale (`ssd_scales`)
-  min_scale, max_scale
-  steps           per source, input pixels per cell for the box centres; () = the feature grid
-  extras          extra layers, (mid_channels, out_channels, kernel, stride, padding) each
-  fc_channels     VGG fc6/fc7 width (1024)
-  resnet_sources  ResNet stages used as the first sources (('C4', 'C5'))
-  resnet_source_channels  k > 0: a 3x3 conv + BN + ReLU (k channels) on each ResNet source
-                  before the head (0 = none, the plain SSD head on the stage outputs)
-  extras_norm     BatchNorm in the extra layers (ResNet variant only; VGG's have none)
-  l2norm, l2norm_scale   L2Norm with a learned scale (init 20) on the first source
-  iou_threshold, neg_pos_ratio, min_negatives   matching and hard negative mining
-  score_threshold, nms_threshold, topk_candidates, max_detections   decoding
-The backbone is `config.model.backbone` ('vgg16' | 'vgg16_bn' | a ResNet) with the shared
-keys width and dtype (vision_jax.models.from_config).
+Hyper-parameters: `SSDSettings` (settings.py, the keys of `config.model.ssd`); the backbone is
+`config.model.backbone` ('vgg16' | 'vgg16_bn' | a ResNet) with the shared model keys
+(vision_jax.models.from_config); build.py puts them together.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 import vision_jax.ops as vops
-from vision_jax.models.detector import check_train_inputs, image_sizes_or_canvas
+from vision_jax.models.detector import Detector
 from vision_jax.models.ssd.head import SSDHead
 from vision_jax.models.ssd.settings import SSDSettings
 from vision_jax.ops.ssd_targets import SSD_BOX_WEIGHTS, ssd_detect, ssd_loss, ssd_targets
 
-class SSD(nn.Module):
+
+class SSD(Detector):
     """SSD detector (module docstring). `features` maps (images, train) to the L source maps."""
 
     features: nn.Module
-    num_classes: int
+    num_classes: int  # foreground classes C; background is logit C
     settings: SSDSettings = SSDSettings()
     dtype: Any = None
 
@@ -86,69 +71,66 @@ class SSD(nn.Module):
             steps=s.steps or None,
         )
 
-    def __call__(
-        self,
-        images: jax.Array,
-        image_sizes: jax.Array | None = None,
-        *,
-        train: bool = False,
-        gt_boxes: jax.Array | None = None,
-        gt_classes: jax.Array | None = None,
-        gt_valid: jax.Array | None = None,
-        gt_is_crowd: jax.Array | None = None,
-    ) -> dict:
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"images must be [B, H, W, 3], got shape {images.shape}")
-        if self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
-        height, width = images.shape[1:3]
+    def forward(self, images: jax.Array, train: bool) -> dict[str, jax.Array]:
         feature_maps = self.features(images, train)
         logits, deltas = self.head(feature_maps)
-        default_boxes = self.default_boxes(feature_maps, (height, width))
+        default_boxes = self.default_boxes(feature_maps, images.shape[1:3])
         if logits.shape[1] != default_boxes.shape[0]:
             raise ValueError(
                 f"head predicts {logits.shape[1]} boxes but there are {default_boxes.shape[0]} default boxes"
             )
-        if self.is_initializing() and not train:
-            return {"logits": logits, "deltas": deltas}
-        if not train:
-            return self.detect(logits, deltas, default_boxes, image_sizes_or_canvas(images, image_sizes))
-        gt_is_crowd = check_train_inputs(gt_boxes, gt_classes, gt_valid, gt_is_crowd)
-        return self.losses(logits, deltas, default_boxes, gt_boxes, gt_classes, gt_valid, gt_is_crowd)
+        return {"logits": logits, "deltas": deltas, "default_boxes": default_boxes}
 
-    def losses(self, logits, deltas, default_boxes, gt_boxes, gt_classes, gt_valid, gt_is_crowd) -> dict:
+    def init_outputs(self, outputs: dict[str, jax.Array], images: jax.Array) -> dict[str, jax.Array]:
+        return {"logits": outputs["logits"], "deltas": outputs["deltas"]}
+
+    def losses(
+        self, outputs: dict[str, jax.Array], images: jax.Array, image_sizes: jax.Array, targets: dict
+    ) -> dict:
         s = self.settings
-        labels, box_targets, _ = jax.vmap(
-            functools.partial(ssd_targets, iou_threshold=s.iou_threshold, box_weights=SSD_BOX_WEIGHTS),
-            in_axes=(0, 0, 0, None, 0),
-        )(
-            gt_boxes.astype(jnp.float32),
-            gt_classes.astype(jnp.int32),
-            gt_valid.astype(bool),
-            default_boxes,
-            gt_is_crowd.astype(bool),
+
+        def image_targets(boxes, classes, valid, is_crowd):
+            return ssd_targets(
+                boxes,
+                classes,
+                valid,
+                outputs["default_boxes"],
+                self.num_classes,
+                is_crowd,
+                iou_threshold=s.iou_threshold,
+                box_weights=SSD_BOX_WEIGHTS,
+            )
+
+        labels, box_targets, _ = jax.vmap(image_targets)(
+            targets["boxes"], targets["classes"], targets["valid"], targets["is_crowd"]
         )
-        out = ssd_loss(logits, deltas, labels, box_targets, s.neg_pos_ratio, s.min_negatives)
-        losses = {"loss_cls": out["loss_cls"], "loss_box_reg": out["loss_box_reg"]}
-        batch = logits.shape[0]
-        metrics = {
-            "num_positive_boxes": out["num_positive"] / batch,
-            "num_mined_negatives": out["num_negative"] / batch,
-            "positive_accuracy": out["positive_accuracy"],
+        out = ssd_loss(outputs["logits"], outputs["deltas"], labels, box_targets, s.neg_pos_ratio, s.min_negatives)
+        batch = images.shape[0]
+        return {
+            "losses": {"loss_cls": out["loss_cls"], "loss_box_reg": out["loss_box_reg"]},
+            "metrics": {
+                "num_positive_boxes": out["num_positive"] / batch,
+                "num_mined_negatives": out["num_negative"] / batch,
+                "positive_accuracy": out["positive_accuracy"],
+            },
         }
-        return {"loss": losses["loss_cls"] + losses["loss_box_reg"], "losses": losses, "metrics": metrics}
 
-    def detect(self, logits, deltas, default_boxes, image_sizes) -> dict[str, jax.Array]:
+    def detect(
+        self, outputs: dict[str, jax.Array], images: jax.Array, image_sizes: jax.Array
+    ) -> dict[str, jax.Array]:
         s = self.settings
-        decode = functools.partial(
-            ssd_detect,
-            score_threshold=s.score_threshold,
-            nms_threshold=s.nms_threshold,
-            topk_candidates=s.topk_candidates,
-            max_detections=s.max_detections,
-            box_weights=SSD_BOX_WEIGHTS,
-        )
-        boxes, scores, classes, valid = jax.vmap(decode, in_axes=(0, 0, None, 0))(
-            logits, deltas, default_boxes, image_sizes
-        )
-        return {"boxes": boxes, "scores": scores, "classes": classes, "valid": valid}
+
+        def image_detections(logits, deltas, image_size):
+            return ssd_detect(
+                logits,
+                deltas,
+                outputs["default_boxes"],
+                image_size,
+                score_threshold=s.score_threshold,
+                nms_threshold=s.nms_threshold,
+                topk_candidates=s.topk_candidates,
+                max_detections=s.max_detections,
+                box_weights=SSD_BOX_WEIGHTS,
+            )
+
+        return jax.vmap(image_detections)(outputs["logits"], outputs["deltas"], image_sizes)
