@@ -5,8 +5,9 @@ the distance 1 - IoU of the two boxes centred (Redmon & Farhadi, YOLO9000, secti
 
 Boxes are read through the config's own detection input pipeline (evaluation transforms), so the
 priors are in pixels of the network input at `data.image_size`, what `config.model.yolo.priors`
-expects. Prints the priors sorted by area (paste them into the config; masks then go
-((6, 7, 8), (3, 4, 5), (0, 1, 2)) from the coarsest level) and the mean best-prior IoU.
+(YOLOv3Settings.priors, vision_jax/models/yolo/settings.py) expects. Prints the priors sorted by
+area (paste them into the config; the default masks ((6, 7, 8), (3, 4, 5), (0, 1, 2)) then give the
+largest three to the coarsest level) and the mean best-prior IoU.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from vision_jax.train.config import base_config
 
 
 def get_config():
-    c = base_config("detection")
+    c = base_config("detection", model="yolo_v1")
     c.data.name = "shapes"
     c.data.shapes_variant = "multi"
     c.data.shapes_num_train = config_dict.placeholder(int)  # None: the builder's default size
@@ -35,7 +35,6 @@ def get_config():
     c.data.random_flip = True
     c.data.max_instances = 8  # scenes hold at most 6 objects
 
-    c.model.name = "yolo_v1"
     c.model.backbone = "resnet18"
     c.model.width = 16
     y = c.model.yolo

@@ -20,7 +20,7 @@ from vision_jax.train.config import base_config
 
 
 def get_config():
-    c = base_config("detection")
+    c = base_config("detection", model="yolo_v1")
     c.data.name = "voc/2007"
     c.data.train_split = "train+validation"
     c.data.eval_split = "test"
@@ -33,7 +33,6 @@ def get_config():
     c.data.max_instances = 64
     c.data.cache = False
 
-    c.model.name = "yolo_v1"
     c.model.backbone = "resnet50"
     c.model.width = 64
     y = c.model.yolo

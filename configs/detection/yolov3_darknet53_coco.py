@@ -21,7 +21,7 @@ from vision_jax.train.config import base_config
 
 
 def get_config():
-    c = base_config("detection")
+    c = base_config("detection", model="yolo_v3")
     c.data.name = "coco/2017"
     c.data.train_split = "train"
     c.data.eval_split = "validation"
@@ -33,7 +33,6 @@ def get_config():
     c.data.max_instances = 100
     c.data.cache = False
 
-    c.model.name = "yolo_v3"
     c.model.backbone = "darknet53"
     c.model.width = 32
     c.model.cross_replica_bn = False  # True on multi-device hosts (SyncBN), see the command above

@@ -30,13 +30,13 @@ STEPS = 240
 
 
 def overfit_config(data_dir: str):
-    c = base_config("detection")
+    c = base_config("detection", model="yolo_v3")
     c.data.name, c.data.shapes_variant, c.data.data_dir = "shapes", "multi", data_dir
     c.data.shapes_num_train, c.data.shapes_num_test = NUM_IMAGES, 1
     c.data.eval_split = "train"  # overfitting: evaluated on the training images
     c.data.image_size, c.data.fixed_size = 64, True  # the 128 x 128 scenes at half size
     c.data.random_flip, c.data.max_instances = False, 8
-    c.model.name, c.model.backbone, c.model.width = "yolo_v3", "resnet18", 8
+    c.model.backbone, c.model.width = "resnet18", 8
     c.model.yolo.priors, c.model.yolo.neck_channels = PRIORS_64, 32
     c.optimizer.name, c.optimizer.learning_rate, c.optimizer.warmup_steps = "adamw", 3e-3, 20
     c.optimizer.grad_clip_norm = 10.0

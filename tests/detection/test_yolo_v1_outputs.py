@@ -5,6 +5,7 @@ import jax
 import numpy as np
 
 from vision_jax.models.backbones import ResNet
+from vision_jax.models.yolo.settings import YOLOv1Settings
 from vision_jax.models.yolo.v1 import YOLOv1
 
 SIZE, GRID, BOXES, CLASSES = 64, 4, 2, 3
@@ -12,20 +13,21 @@ SIZE, GRID, BOXES, CLASSES = 64, 4, 2, 3
 
 def model(linear: bool) -> YOLOv1:
     backbone = ResNet(stage_sizes=(1, 1, 1), block="basic", width=4, stem="cifar")
-    return YOLOv1(
-        backbone=backbone, num_classes=CLASSES, grid_size=GRID, boxes_per_cell=BOXES, feature="C4",
-        head_channels=8, fc_dim=16, dropout=0.0, linear_outputs=linear, score_threshold=0.0,
+    settings = YOLOv1Settings(
+        grid_size=GRID, boxes_per_cell=BOXES, feature="C4", head_channels=8, fc_dim=16, dropout=0.0,
+        linear_outputs=linear, score_threshold=0.0,
     )  # fmt: skip
+    return YOLOv1(backbone=backbone, num_classes=CLASSES, settings=settings)
 
 
 def test_linear_outputs_are_the_raw_layer_and_the_default_squashes_them(rng, seed):
     images = rng.uniform(0, 1, (2, SIZE, SIZE, 3)).astype(np.float32)
     linear, squashed = model(True), model(False)
     variables = squashed.init(jax.random.PRNGKey(seed % 2**31), images)
-    raw_boxes, raw_conf, raw_classes = (
-        np.asarray(v, np.float64) for v in linear.apply(variables, images, False, method=YOLOv1.outputs)
-    )
-    boxes, conf, classes = squashed.apply(variables, images, False, method=YOLOv1.outputs)
+    raw = linear.apply(variables, images, False, method=YOLOv1.forward)
+    raw_boxes, raw_conf, raw_classes = (np.asarray(raw[k], np.float64) for k in ("boxes", "confidences", "class_probs"))
+    squashed_outputs = squashed.apply(variables, images, False, method=YOLOv1.forward)
+    boxes, conf, classes = (squashed_outputs[k] for k in ("boxes", "confidences", "class_probs"))
     sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
     softmax = np.exp(raw_classes - raw_classes.max(-1, keepdims=True))
     softmax /= softmax.sum(-1, keepdims=True)
@@ -40,9 +42,8 @@ def test_linear_outputs_decode_with_clipped_confidences_and_classes(rng, seed):
     images = rng.uniform(0, 1, (1, SIZE, SIZE, 3)).astype(np.float32)
     linear = model(True)
     variables = linear.init(jax.random.PRNGKey(seed % 2**31), images)
-    _, conf, classes = (
-        np.asarray(v, np.float64) for v in linear.apply(variables, images, False, method=YOLOv1.outputs)
-    )
+    raw = linear.apply(variables, images, False, method=YOLOv1.forward)
+    conf, classes = (np.asarray(raw[k], np.float64) for k in ("confidences", "class_probs"))
     scores = np.clip(conf, 0, 1)[..., None] * np.clip(classes, 0, 1)[:, :, :, None, :]  # [1, S, S, B, C]
     out = linear.apply(variables, images)
     got = np.asarray(out["scores"])[np.asarray(out["valid"])]

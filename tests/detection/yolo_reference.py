@@ -1,6 +1,7 @@
 """Float64 NumPy references of YOLO v1 / v3 assignment, losses and decoding, written with loops over
 ground truths and predictions from the papers' text (and darknet's rules where the papers are silent),
-independently of vision_jax.ops.yolo_targets. Boxes xyxy in input pixels."""
+independently of vision_jax.ops.yolo_targets and vision_jax.ops.postprocess; used by
+test_yolo_targets.py (the ops) and test_yolo_models.py (the models). Boxes xyxy in input pixels."""
 
 from __future__ import annotations
 
@@ -196,7 +197,8 @@ def v3_loss(raw, t, box_weight, objectness_weight, class_weight):
 
 # ----------------------------------------------------------------------------- decoding
 def detections(boxes, class_scores, height, width, score_threshold, nms_threshold, max_detections, pre_nms_topk):
-    """Clip, threshold, keep the pre_nms_topk best (box, class) pairs, per-class greedy NMS, top-k.
+    """YOLO's use of the post-processor: clip, threshold, keep the pre_nms_topk best (box, class) pairs
+    (ties: lower n * C + c), per-class greedy NMS, top-k. boxes [N, 4] xyxy pixels, class_scores [N, C].
     -> list of (box [4], score, class) by decreasing score."""
     boxes = np.asarray(boxes, np.float64).copy()
     boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)

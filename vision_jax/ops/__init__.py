@@ -52,7 +52,6 @@ from vision_jax.ops.postprocess import foreground_scores, multiclass_detections
 from vision_jax.ops.pooling import bed_of_nails_unpool, max_pool_with_argmax, max_unpool, nearest_unpool
 from vision_jax.ops.roi import assign_fpn_levels, multilevel_roi_align, roi_align, roi_pool
 from vision_jax.ops.ssd_targets import hard_negative_mask, ssd_detect, ssd_loss, ssd_match, ssd_targets
-from vision_jax.ops.yolo_decode import yolo_detections
 from vision_jax.ops.yolo_targets import (
     yolo_v1_boxes_to_xyxy,
     yolo_v1_loss,
@@ -116,7 +115,6 @@ __all__ = [
     "xyxy_to_cxcywh",
     "xyxy_to_xywh",
     "yolo_anchor_priors",
-    "yolo_detections",
     "yolo_grid_offsets",
     "yolo_v1_boxes_to_xyxy",
     "yolo_v1_loss",

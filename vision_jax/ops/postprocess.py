@@ -7,12 +7,14 @@ rules below hold for all of them. Per image (vmap over a batch), N predicted box
      [N, C, 4] (R-CNN: one regressed box per class), (x1, y1, x2, y2) in input pixels, and are
      clipped to the image (height, width).
   2. The N x C (box, class) pairs are the candidates, flattened box-major (index n * C + c).
-     A candidate whose score is <= score_threshold, whose score or box is not finite, or whose
-     box row is not `valid` (padding proposals) is dropped.
+     A candidate whose score is <= score_threshold, whose score is not finite, whose clipped box
+     has a NaN coordinate (an infinite one was clipped to the border), or whose box row is not
+     `valid` (padding proposals) is dropped.
   3. Optionally the candidates are cut before NMS, so that its cost does not grow with N x C:
-     `topk_per_class` keeps the k best boxes of each class (torchvision's SSD), `pre_nms_topk`
-     the k best pairs overall (YOLO); ties go to the lower flat index. None keeps them all
-     (detectron2's R-CNN).
+     `topk_per_class` keeps the k best boxes of each class (torchvision's SSD) and orders the
+     candidates class-major, so equal scores of different classes go to the lower class;
+     `pre_nms_topk` keeps the k best pairs overall (YOLO). Otherwise ties go to the lower flat
+     index n * C + c. None keeps them all (detectron2's R-CNN).
   4. Class-aware greedy NMS (`batched_nms`: IoU > nms_threshold suppresses, same class only)
      keeps at most `max_detections` pairs, by decreasing score.
 

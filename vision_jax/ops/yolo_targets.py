@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vision_jax.ops.boxes import box_iou, cxcywh_to_xyxy, xyxy_to_cxcywh
+from vision_jax.ops.boxes import DEFAULT_SCALE_CLAMP, box_iou, cxcywh_to_xyxy, xyxy_to_cxcywh
 
 
 def _usable(gt_boxes, gt_valid, gt_is_crowd):
@@ -244,18 +244,18 @@ def yolo_v3_layout(
 
 
 def yolo_v3_decode(raw: jnp.ndarray, layout: dict[str, np.ndarray], strides: Sequence[float]) -> jnp.ndarray:
-    """[..., N, >=4] raw (t_x, t_y, t_w, t_h, ...) -> [..., N, 4] xyxy input pixels.
+    """The one YOLO v3 box decoding: [..., N, >=4] raw (t_x, t_y, t_w, t_h, ...) -> [..., N, 4] xyxy
+    input pixels, N in `layout`'s flat order; strides: one per level, coarsest first.
 
-    b_x = (sigmoid(t_x) + col) * stride, b_w = p_w exp(t_w) (p_w in pixels); t_w is clamped at
-    log(1000 / 16) (detectron2's exp clamp) so a wild output cannot overflow.
+    b_x = (sigmoid(t_x) + col) * stride, b_w = p_w exp(t_w) (p_w in pixels); t_w and t_h are clamped
+    at DEFAULT_SCALE_CLAMP = log(1000 / 16) (detectron2's exp clamp) so a wild output cannot overflow.
     """
     stride = jnp.asarray(np.asarray(strides, np.float32)[layout["level"]])
     raw = raw.astype(jnp.float32)
     centre_x = (jax.nn.sigmoid(raw[..., 0]) + layout["col"]) * stride
     centre_y = (jax.nn.sigmoid(raw[..., 1]) + layout["row"]) * stride
-    clamp = float(np.log(1000.0 / 16))
-    box_w = layout["prior_wh"][:, 0] * jnp.exp(jnp.minimum(raw[..., 2], clamp))
-    box_h = layout["prior_wh"][:, 1] * jnp.exp(jnp.minimum(raw[..., 3], clamp))
+    box_w = layout["prior_wh"][:, 0] * jnp.exp(jnp.minimum(raw[..., 2], DEFAULT_SCALE_CLAMP))
+    box_h = layout["prior_wh"][:, 1] * jnp.exp(jnp.minimum(raw[..., 3], DEFAULT_SCALE_CLAMP))
     return cxcywh_to_xyxy(jnp.stack([centre_x, centre_y, box_w, box_h], axis=-1))
 
 

@@ -2,10 +2,12 @@
 
     settings.py   YOLOv1Settings / YOLOv3Settings: every hyper-parameter (config.model.yolo.*)
     heads.py      v1's conv + FC grid head, v3's neck with three output convs
-    v1.py, v3.py  the detectors on the detector contract
+    v1.py, v3.py  YOLOv1 / YOLOv3(backbone, num_classes, settings), `Detector`s: the contract is
+                  vision_jax/models/detector.py
     build.py      build_yolo_v1 / build_yolo_v3 (config, num_classes)
 
-Targets, losses and box decoding are ops researchers import too: vision_jax.ops.yolo_targets.
+Targets, losses and box decoding are ops researchers import too: vision_jax.ops.yolo_targets;
+detections come from the one post-processor, vision_jax.ops.multiclass_detections (pre_nms_topk).
 Darknet-53 is the backbone table's 'darknet53'.
 """
 

@@ -7,8 +7,6 @@ trunk with width 32, or a ResNet / VGG) with the shared backbone keys.
 
 from __future__ import annotations
 
-import dataclasses
-
 import ml_collections
 
 from vision_jax.models.from_config import backbone_from_config, compute_dtype
@@ -28,22 +26,16 @@ def _check_fixed_size(config: ml_collections.ConfigDict) -> None:
 
 
 def build_yolo_v1(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv1:
+    """The YOLO v1 of `config.model` (backbone keys + the `yolo` group) for `num_classes` classes."""
     _check_fixed_size(config)
-    s = settings_from_config(YOLOv1Settings, config.model.get(GROUP), f"config.model.{GROUP}")
-    return YOLOv1(
-        backbone=backbone_from_config(config.model),
-        num_classes=num_classes,
-        dtype=compute_dtype(config.model),
-        **dataclasses.asdict(s),
-    )
+    settings = settings_from_config(YOLOv1Settings, config.model.get(GROUP), f"config.model.{GROUP}")
+    backbone = backbone_from_config(config.model)
+    return YOLOv1(backbone=backbone, num_classes=num_classes, settings=settings, dtype=compute_dtype(config.model))
 
 
 def build_yolo_v3(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv3:
+    """The YOLO v3 of `config.model` (backbone keys + the `yolo` group) for `num_classes` classes."""
     _check_fixed_size(config)
-    s = settings_from_config(YOLOv3Settings, config.model.get(GROUP), f"config.model.{GROUP}")
-    return YOLOv3(
-        backbone=backbone_from_config(config.model),
-        num_classes=num_classes,
-        dtype=compute_dtype(config.model),
-        **dataclasses.asdict(s),
-    )
+    settings = settings_from_config(YOLOv3Settings, config.model.get(GROUP), f"config.model.{GROUP}")
+    backbone = backbone_from_config(config.model)
+    return YOLOv3(backbone=backbone, num_classes=num_classes, settings=settings, dtype=compute_dtype(config.model))
