@@ -21,6 +21,7 @@ from absl import app, flags
 
 from vision_jax.models.backbones import build_backbone
 from vision_jax.models.segmentation.fcn import FCN
+from vision_jax.models.segmentation.settings import FCNSettings
 from vision_jax.models.segmentation.sliding_window import centre_pixel_classifier, sliding_window_logits
 
 from timing import median_seconds
@@ -43,7 +44,7 @@ def main(argv):
     backbone = build_backbone(FLAGS.backbone, width=FLAGS.width)
     key = jax.random.key(0, impl="rbg")
 
-    fcn = FCN(backbone=backbone, num_classes=FLAGS.num_classes, variant="8s", head_features=0)
+    fcn = FCN(backbone=backbone, num_classes=FLAGS.num_classes, variant="8s", settings=FCNSettings(head_features=0))
     fcn_vars = jax.jit(lambda k: fcn.init(k, image, train=False))(key)
     fcn_forward = jax.jit(lambda v, x: fcn.apply(v, x, train=False))
 

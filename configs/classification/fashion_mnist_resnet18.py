@@ -18,7 +18,7 @@ STEPS_PER_EPOCH = 60_000 // 128
 
 
 def get_config():
-    c = base_config("classification")
+    c = base_config("classification", model="classifier")
     c.data.name = "fashion_mnist_local"
     c.data.eval_split = "test"
     c.data.image_size = 28

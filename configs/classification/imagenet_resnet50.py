@@ -15,7 +15,7 @@ EPOCH = 1_281_167 // 1024  # steps per epoch at batch 1024
 
 
 def get_config():
-    c = base_config("classification")
+    c = base_config("classification", model="classifier")
     c.data.name = "imagenet2012"
     c.data.train_split = "train"
     c.data.eval_split = "validation"

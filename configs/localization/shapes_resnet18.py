@@ -15,7 +15,7 @@ from vision_jax.train.config import base_config
 
 
 def get_config():
-    c = base_config("localization")
+    c = base_config("localization", model="localizer")
     c.data.name = "shapes"
     c.data.shapes_variant = "single"
     c.data.shapes_num_train = config_dict.placeholder(int)  # None: the builder's default size

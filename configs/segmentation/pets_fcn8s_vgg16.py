@@ -16,7 +16,7 @@ from vision_jax.train.config import base_config
 
 
 def get_config():
-    c = base_config("segmentation")
+    c = base_config("segmentation", model="fcn8s")
     c.data.name = "oxford_iiit_pet"
     c.data.train_split = "train"
     c.data.eval_split = "test"
@@ -26,12 +26,11 @@ def get_config():
     c.data.max_scale = 2.0
     c.data.cache = False
 
-    c.model.name = "fcn8s"
     c.model.backbone = "vgg16"
     c.model.width = 64
-    c.model.head_features = 4096
-    c.model.head_kernel_size = 7
-    c.model.dropout_rate = 0.5
+    c.model.segmentation.head_features = 4096
+    c.model.segmentation.head_kernel_size = 7
+    c.model.segmentation.dropout_rate = 0.5
     c.model.dtype = "bfloat16"
 
     c.optimizer.name = "sgd"

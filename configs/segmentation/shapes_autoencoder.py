@@ -18,7 +18,7 @@ from vision_jax.train.config import base_config
 
 
 def get_config():
-    c = base_config("reconstruction")
+    c = base_config("reconstruction", model="conv_autoencoder")
     c.data.name = "shapes"
     c.data.shapes_variant = "multi"
     c.data.shapes_num_train = config_dict.placeholder(int)  # None: 5000
@@ -29,9 +29,9 @@ def get_config():
     c.model.backbone = "resnet18"
     c.model.width = 16
     c.model.stem = "imagenet"
-    c.model.code_feature = "C4"
-    c.model.code_stride = 16
-    c.model.decoder_min_features = 16
+    c.model.segmentation.code_feature = "C4"
+    c.model.segmentation.code_stride = 16
+    c.model.segmentation.decoder_min_features = 16
 
     c.optimizer.name = "adamw"
     c.optimizer.learning_rate = 3e-3

@@ -19,7 +19,7 @@ from vision_jax.train.config import base_config
 
 
 def get_config():
-    c = base_config("segmentation")
+    c = base_config("segmentation", model="fcn8s")
     c.data.name = "shapes"
     c.data.shapes_variant = "multi"
     c.data.shapes_num_train = config_dict.placeholder(int)  # None: the builder's default size (5000)
@@ -27,11 +27,10 @@ def get_config():
     c.data.image_size = 128
     c.data.random_flip = True
 
-    c.model.name = "fcn8s"
     c.model.backbone = "resnet18"
     c.model.width = 16
     c.model.stem = "imagenet"
-    c.model.head_features = 0
+    c.model.segmentation.head_features = 0
 
     c.optimizer.name = "adamw"
     c.optimizer.learning_rate = 5e-3

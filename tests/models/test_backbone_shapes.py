@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vision_jax.models.backbones import BACKBONES, build_backbone, feature_channels, feature_strides
-from vision_jax.models.classifier import Classifier
+from vision_jax.models.classifier import Classifier, ClassifierSettings
 
 # torchvision model docs ("num_params" of the IMAGENET1K_V1 weights), 1000 classes.
 TORCHVISION_PARAMS = {
@@ -37,6 +37,13 @@ PAPER_FEATURES = {
     },
 }
 PAPER_FEATURES["vgg16_bn"] = PAPER_FEATURES["vgg16"]
+# Redmon & Farhadi 2018 table 1 (Darknet-53: 64, 128, 256, 512, 1024 channels at strides 2..32),
+# at 224² instead of the table's 256².
+PAPER_FEATURES["darknet53"] = {"C1": (112, 64), "C2": (56, 128), "C3": (28, 256), "C4": (14, 512), "C5": (7, 1024)}
+# Sandler et al. 2018 table 2 (MobileNetV2: 24, 32, 96 channels at strides 4, 8, 16; the last 1x1 conv's
+# 1280 at 32) and Tan & Le 2019 table 1 (EfficientNet-B0 stages, which Lite0 keeps: 24, 40, 112; 1280).
+PAPER_FEATURES["mobilenet_v2"] = {"C2": (56, 24), "C3": (28, 32), "C4": (14, 96), "C5": (7, 1280)}
+PAPER_FEATURES["efficientnet_lite0"] = {"C2": (56, 24), "C3": (28, 40), "C4": (14, 112), "C5": (7, 1280)}
 
 IMAGES_224 = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
 
@@ -48,7 +55,7 @@ def _count(tree) -> int:
 @pytest.mark.parametrize("name", sorted(TORCHVISION_PARAMS))
 def test_classifier_parameter_count_equals_torchvision(name):
     head = "vgg_fc" if name.startswith("vgg") else "gap"
-    model = Classifier(backbone=build_backbone(name), num_classes=1000, head=head)
+    model = Classifier(backbone=build_backbone(name), num_classes=1000, settings=ClassifierSettings(head=head))
     logits, variables = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, train=False), IMAGES_224)
     assert logits.shape == (1, 1000) and logits.dtype == jnp.float32
     assert _count(variables["params"]) == TORCHVISION_PARAMS[name]
@@ -68,8 +75,9 @@ def test_feature_sizes_and_channels_at_224_equal_the_papers(name):
     features, _ = jax.eval_shape(lambda x: backbone.init_with_output(jax.random.key(0), x, train=False), IMAGES_224)
     got = {key: (value.shape[1], value.shape[3]) for key, value in features.items()}
     assert got == PAPER_FEATURES[name]
-    # The helpers that heads use to size themselves agree with the traced model.
-    assert feature_channels(name) == {key: c for key, (_, c) in got.items()}
+    # The helpers that heads use to size themselves agree with the traced model (of its own default
+    # width: 64, or 32 for Darknet, MobileNetV2 and EfficientNet-Lite).
+    assert feature_channels(name, width=backbone.width) == {key: c for key, (_, c) in got.items()}
     assert feature_strides(name) == {key: 224 // size for key, (size, _) in got.items()}
 
 

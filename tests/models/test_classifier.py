@@ -1,5 +1,7 @@
 """Classifier heads against NumPy, on tiny backbones with random weights."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 import backbone_numpy_reference as ref
 from random_weights import max_relative_error, random_variables
 from vision_jax.models.backbones import VGG16, ResNet
-from vision_jax.models.classifier import Classifier, adaptive_avg_pool
+from vision_jax.models.classifier import Classifier, ClassifierSettings, adaptive_avg_pool
 
 
 def _apply(model, variables, images, **kwargs):
@@ -36,7 +38,8 @@ def test_gap_head_matches_numpy(seed):
 def test_vgg_fc_head_matches_numpy(image_size, seed):
     rng = np.random.default_rng(seed)
     images = rng.normal(size=(2, image_size, image_size, 3)).astype(np.float32)
-    model = Classifier(backbone=VGG16(width=2), num_classes=5, head="vgg_fc", fc_features=16, dropout_rate=0.5)
+    settings = ClassifierSettings(head="vgg_fc", fc_features=16, dropout_rate=0.5)
+    model = Classifier(backbone=VGG16(width=2), num_classes=5, settings=settings)
     variables = random_variables(model, images, rng)
     logits = _apply(model, variables, images, train=False)  # eval: dropout is the identity
 
@@ -62,8 +65,8 @@ def test_dropout_acts_only_in_training(seed):
     rng = np.random.default_rng(seed)
     images = rng.normal(size=(4, 32, 32, 3)).astype(np.float32)
     backbone = VGG16(width=2)  # no BatchNorm: train and eval differ only by dropout
-    dropped = Classifier(backbone=backbone, num_classes=3, dropout_rate=0.5)
-    kept = dropped.clone(dropout_rate=0.0)
+    dropped = Classifier(backbone=backbone, num_classes=3, settings=ClassifierSettings(dropout_rate=0.5))
+    kept = dropped.clone(settings=dataclasses.replace(dropped.settings, dropout_rate=0.0))
     variables = random_variables(dropped, images, rng)
     rngs = {"dropout": jax.random.key(seed, impl="rbg")}
     eval_logits = _apply(dropped, variables, images, train=False)
@@ -80,7 +83,7 @@ def test_bfloat16_classifier_returns_float32_logits(seed):
     model = Classifier(
         backbone=ResNet(stage_sizes=(1, 1), block="basic", width=4, dtype=jnp.bfloat16),
         num_classes=3,
-        feature="C3",
+        settings=ClassifierSettings(feature="C3"),
         dtype=jnp.bfloat16,
     )
     full = model.clone(backbone=model.backbone.clone(dtype=None), dtype=None)
@@ -98,4 +101,4 @@ def test_unknown_feature_and_head_are_refused_by_name():
     with pytest.raises(ValueError, match=r"no feature 'C5'.*\['C2', 'C3'\]"):
         init(Classifier(backbone=backbone, num_classes=2))
     with pytest.raises(ValueError, match="unknown classifier head 'mlp'"):
-        init(Classifier(backbone=backbone, num_classes=2, feature="C3", head="mlp"))
+        init(Classifier(backbone=backbone, num_classes=2, settings=ClassifierSettings(feature="C3", head="mlp")))

@@ -8,7 +8,7 @@ import pytest
 import backbone_numpy_reference as ref
 from random_weights import max_relative_error, random_variables
 from vision_jax.models.backbones import ResNet
-from vision_jax.models.localizer import Localizer, normalized_cxcywh_to_xyxy
+from vision_jax.models.localizer import Localizer, LocalizerSettings, normalized_cxcywh_to_xyxy
 
 BACKBONE = ResNet(stage_sizes=(1, 1, 1), block="basic", width=4, stem="cifar")
 
@@ -21,7 +21,8 @@ def _sigmoid(x):
 def test_heads_share_pooled_features_and_match_numpy(pooling, hidden_features, seed):
     rng = np.random.default_rng(seed)
     images = rng.normal(size=(3, 16, 16, 3)).astype(np.float32)
-    model = Localizer(backbone=BACKBONE, num_classes=6, feature="C4", pooling=pooling, hidden_features=hidden_features)
+    settings = LocalizerSettings(feature="C4", pooling=pooling, hidden_features=hidden_features)
+    model = Localizer(backbone=BACKBONE, num_classes=6, settings=settings)
     variables = random_variables(model, images, rng)
     # Large box-head weights push some sigmoids towards 0 and 1: the range must still hold.
     variables["params"]["box_head"]["kernel"] *= 20
@@ -47,7 +48,9 @@ def test_heads_share_pooled_features_and_match_numpy(pooling, hidden_features, s
 
 def test_fresh_localizer_predicts_the_centred_half_size_box(seed):
     model = Localizer(
-        backbone=ResNet(stage_sizes=(1,), block="basic", width=2, stem="cifar"), num_classes=3, feature="C2"
+        backbone=ResNet(stage_sizes=(1,), block="basic", width=2, stem="cifar"),
+        num_classes=3,
+        settings=LocalizerSettings(feature="C2"),
     )
     images = np.random.default_rng(seed).normal(size=(2, 8, 8, 3)).astype(np.float32)
     out, _ = jax.jit(lambda k, x: model.init_with_output(k, x, train=False))(jax.random.key(seed, impl="rbg"), images)
@@ -69,10 +72,12 @@ def test_cxcywh_to_pixel_corners_matches_numpy(seed):
 def test_bad_arguments_are_refused_by_name():
     with pytest.raises(ValueError, match=r"4 coordinates.*\(5, 3\)"):
         normalized_cxcywh_to_xyxy(np.zeros((5, 3)), 10, 10)
-    model = Localizer(backbone=BACKBONE, num_classes=2, pooling="max")
+    model = Localizer(backbone=BACKBONE, num_classes=2, settings=LocalizerSettings(pooling="max"))
     with pytest.raises(ValueError, match="unknown localizer pooling 'max'"):
         jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False))
     with pytest.raises(ValueError, match="no feature 'C5'"):
         jax.eval_shape(
-            lambda: model.clone(pooling="avg").init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False)
+            lambda: model.clone(settings=LocalizerSettings(pooling="avg")).init(
+                jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False
+            )
         )

@@ -1,14 +1,17 @@
 """The conv autoencoder's shapes and range, and the exact copy of its encoder into FCN / SegNet."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vision_jax.models.segmentation.autoencoder import ConvAutoencoder, copy_encoder_params
 from vision_jax.models.backbones import VGG16, ResNet
+from vision_jax.models.segmentation.autoencoder import ConvAutoencoder, copy_encoder_params
 from vision_jax.models.segmentation.fcn import FCN
 from vision_jax.models.segmentation.segnet import SegNet
+from vision_jax.models.segmentation.settings import AutoencoderSettings, FCNSettings
 
 
 def numpy_variables(model, shape, rng):
@@ -22,9 +25,7 @@ def test_cae_reconstructs_any_size_in_the_unit_range(seed):
     rng = np.random.default_rng(seed)
     model = ConvAutoencoder(
         backbone=ResNet(stage_sizes=(1, 1, 1), block="basic", width=4),
-        feature="C4",
-        code_stride=16,
-        decoder_min_features=4,
+        settings=AutoencoderSettings(code_feature="C4", code_stride=16, decoder_min_features=4),
     )
     images = rng.normal(size=(2, 37, 21, 3)).astype(np.float32)
     variables = numpy_variables(model, (1, 37, 21, 3), rng)
@@ -33,7 +34,9 @@ def test_cae_reconstructs_any_size_in_the_unit_range(seed):
     assert np.all((np.asarray(out) >= 0) & (np.asarray(out) <= 1)), f"seed={seed}"
     with pytest.raises(ValueError, match="stride 16, but code_stride=8"):
         jax.eval_shape(
-            lambda: model.clone(code_stride=8).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+            lambda: model.clone(settings=dataclasses.replace(model.settings, code_stride=8)).init(
+                jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False
+            )
         )
 
 
@@ -43,11 +46,13 @@ def test_encoder_copies_exactly_into_a_segmenter(target, seed):
     shape = (1, 64, 64, 3)
     if target == "fcn":
         backbone = ResNet(stage_sizes=(1, 1, 1, 1), block="basic", width=4)
-        segmenter, key = FCN(backbone=backbone, num_classes=3, head_features=0), "backbone"
+        segmenter, key = FCN(backbone=backbone, num_classes=3, settings=FCNSettings(head_features=0)), "backbone"
     else:
         backbone = VGG16(width=2, batch_norm=True)
         segmenter, key = SegNet(num_classes=3, width=2), "encoder"
-    cae = ConvAutoencoder(backbone=backbone, feature="C4", code_stride=16, decoder_min_features=4)
+    cae = ConvAutoencoder(
+        backbone=backbone, settings=AutoencoderSettings(code_feature="C4", code_stride=16, decoder_min_features=4)
+    )
     cae_vars, seg_vars = numpy_variables(cae, shape, rng), numpy_variables(segmenter, shape, rng)
     copied = copy_encoder_params(cae_vars, seg_vars, target_key=key)
     for collection in ("params", "batch_stats"):
@@ -68,9 +73,14 @@ def test_mismatched_encoders_are_refused_with_the_differing_paths(seed):
     rng = np.random.default_rng(seed)
     shape = (1, 32, 32, 3)
     cae = ConvAutoencoder(
-        backbone=ResNet(stage_sizes=(1, 1, 1, 1), block="basic", width=4), feature="C4", code_stride=16
+        backbone=ResNet(stage_sizes=(1, 1, 1, 1), block="basic", width=4),
+        settings=AutoencoderSettings(code_feature="C4", code_stride=16),
     )
-    fcn = FCN(backbone=ResNet(stage_sizes=(1, 1, 1, 1), block="basic", width=8), num_classes=2, head_features=0)
+    fcn = FCN(
+        backbone=ResNet(stage_sizes=(1, 1, 1, 1), block="basic", width=8),
+        num_classes=2,
+        settings=FCNSettings(head_features=0),
+    )
     with pytest.raises(ValueError, match=r"shape mismatches \[.*conv1.*\(7, 7, 3, 4\) vs \(7, 7, 3, 8\)"):
         copy_encoder_params(numpy_variables(cae, shape, rng), numpy_variables(fcn, shape, rng))
     with pytest.raises(ValueError, match="has no 'encoder'"):

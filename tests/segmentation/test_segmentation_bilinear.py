@@ -5,7 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vision_jax.models.segmentation.bilinear_upsampling import BilinearConvTranspose, bilinear_kernel, bilinear_kernel_size
+from vision_jax.models.segmentation.bilinear_upsampling import (
+    BilinearConvTranspose,
+    bilinear_kernel,
+    bilinear_kernel_size,
+)
 
 FACTORS = (2, 3, 8, 32)
 

@@ -13,6 +13,7 @@ from vision_jax.data.dataset_info import DatasetInfo
 from vision_jax.models.backbones import VGG16, ResNet
 from vision_jax.models.segmentation.fcn import FCN
 from vision_jax.models.segmentation.segnet import SegNet
+from vision_jax.models.segmentation.settings import FCNSettings, SegNetSettings
 from vision_jax.tasks.segmentation import SegmentationTask
 from vision_jax.train.config import load_config_file
 
@@ -28,7 +29,7 @@ def fcn_reference(model: FCN, variables: dict, images: np.ndarray) -> np.ndarray
     p = ref.to_float64(variables["params"])
     names = {"32s": ["C5"], "16s": ["C5", "C4"], "8s": ["C5", "C4", "C3"]}[model.variant]
     x = features["C5"]
-    if model.head_features:
+    if model.settings.head_features:
         x = np.maximum(ref.conv2d_same(x, p["fc6"]["kernel"], p["fc6"]["bias"]), 0)
         x = np.maximum(ref.conv2d_same(x, p["fc7"]["kernel"], p["fc7"]["bias"]), 0)
     score = ref.conv2d_same(x, p["score_C5"]["kernel"], p["score_C5"]["bias"])
@@ -51,14 +52,8 @@ def test_fcn_matches_numpy_on_sizes_that_are_not_multiples_of_32(variant, backbo
     rng = np.random.default_rng(seed)
     height, width = rng.integers(33, 80, size=2)
     images = rng.normal(size=(2, height, width, 3)).astype(np.float32)
-    model = FCN(
-        backbone=backbone,
-        num_classes=3,
-        variant=variant,
-        head_features=head_features,
-        head_kernel_size=3,
-        dropout_rate=0.5,
-    )
+    settings = FCNSettings(head_features=head_features, head_kernel_size=3, dropout_rate=0.5)
+    model = FCN(backbone=backbone, num_classes=3, variant=variant, settings=settings)
     variables = ref.random_variables(model, images, rng)
     logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
     assert logits.shape == (2, height, width, 3) and logits.dtype == jnp.float32
@@ -100,7 +95,7 @@ def test_segnet_matches_numpy_unpooling_at_the_encoder_argmax(seed):
     convs_per_block, width = (1, 2), 3
     height, width_px = rng.integers(5, 14, size=2)
     images = rng.normal(size=(2, height, width_px, 3)).astype(np.float32)
-    model = SegNet(num_classes=3, width=width, convs_per_block=convs_per_block)
+    model = SegNet(num_classes=3, width=width, settings=SegNetSettings(convs_per_block=convs_per_block))
     variables = ref.random_variables(model, images, rng)
     logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
     assert logits.shape == (2, height, width_px, 3)

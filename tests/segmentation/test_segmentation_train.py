@@ -136,8 +136,8 @@ def test_autoencoder_beats_the_mean_image_and_draws_inputs_beside_reconstruction
         "--config.data.shapes_num_train=16",
         "--config.data.shapes_num_test=8",
         "--config.data.eval_split=train",
-        "--config.model.code_feature=C3",
-        "--config.model.code_stride=8",
+        "--config.model.segmentation.code_feature=C3",
+        "--config.model.segmentation.code_stride=8",
         "--config.train.num_steps=150",
         f"--config.seed={seed % 1000}",
         *FAST,
@@ -171,6 +171,7 @@ def test_segnet_overfits_a_few_images(seed):
 
     from vision_jax.evaluation.segmentation import SegmentationEvaluator
     from vision_jax.models.segmentation.segnet import SegNet
+    from vision_jax.models.segmentation.settings import SegNetSettings
     from vision_jax.ops.losses import softmax_cross_entropy
 
     rng = np.random.default_rng(seed)
@@ -180,7 +181,7 @@ def test_segnet_overfits_a_few_images(seed):
         images.append((image / 255.0 - 0.5) / 0.25)
         labels.append(mask.astype(np.int32))
     images, labels = np.stack(images).astype(np.float32), np.stack(labels)
-    model = SegNet(num_classes=3, width=8, convs_per_block=(1, 1))
+    model = SegNet(num_classes=3, width=8, settings=SegNetSettings(convs_per_block=(1, 1)))
     variables = jax.jit(lambda k: model.init(k, images, train=False))(jax.random.key(seed, impl="rbg"))
     tx = optax.adam(1e-2)
 

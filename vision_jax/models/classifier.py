@@ -76,12 +76,11 @@ class ClassifierSettings:
 
 def build_classifier(config: ml_collections.ConfigDict, num_classes: int) -> "Classifier":
     """The Classifier of `config.model` (backbone keys + the `classifier` group)."""
-    s = settings_from_config(ClassifierSettings, config.model.get("classifier"), "config.model.classifier")
     return Classifier(
         backbone=backbone_from_config(config.model),
         num_classes=num_classes,
+        settings=settings_from_config(ClassifierSettings, config.model.get("classifier"), "config.model.classifier"),
         dtype=compute_dtype(config.model),
-        **dataclasses.asdict(s),
     )
 
 
@@ -91,11 +90,10 @@ class Classifier(nn.Module):
     Attributes:
       backbone: a module mapping (images, train) to a dict of features (see backbones).
       num_classes: number of logits.
-      feature: which backbone output feeds the head ('C5' = last stage).
-      head: 'gap' or 'vgg_fc' (module docstring).
-      dropout_rate: dropout before the class layer ('gap') or after fc6 and fc7 ('vgg_fc',
-        torchvision uses 0.5). Needs rngs={'dropout': key} when train=True and rate > 0.
-      fc_features: width of fc6/fc7 for 'vgg_fc' (4096 in VGG).
+      settings: `ClassifierSettings` (config.model.classifier): `feature`, `head` (module
+        docstring), `dropout_rate` (before the class layer for 'gap', after fc6 and fc7 for
+        'vgg_fc', where torchvision uses 0.5; needs rngs={'dropout': key} when train=True and
+        rate > 0) and `fc_features` (fc6/fc7 width for 'vgg_fc', 4096 in VGG).
       dtype: compute dtype of the head; logits are returned in float32.
 
     __call__(images: float32 [B, H, W, C], train: bool) -> logits float32 [B, num_classes].
@@ -103,27 +101,25 @@ class Classifier(nn.Module):
 
     backbone: nn.Module
     num_classes: int
-    feature: str = "C5"
-    head: str = "gap"
-    dropout_rate: float = 0.0
-    fc_features: int = 4096
+    settings: ClassifierSettings = ClassifierSettings()
     dtype: Any = None
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool) -> jax.Array:
-        if self.head not in HEADS:
-            raise ValueError(f"unknown classifier head {self.head!r}; expected one of {list(HEADS)}")
-        x = select_feature(self.backbone(images, train=train), self.feature)
+        s = self.settings
+        if s.head not in HEADS:
+            raise ValueError(f"unknown classifier head {s.head!r}; expected one of {list(HEADS)}")
+        x = select_feature(self.backbone(images, train=train), s.feature)
         dense = lambda features, name, **kw: nn.Dense(features, dtype=self.dtype, name=name, **kw)
-        if self.head == "gap":
+        if s.head == "gap":
             # Mean in float32: a bf16 sum over thousands of pixels would lose the low bits.
             x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = nn.Dropout(s.dropout_rate, deterministic=not train)(x)
             logits = dense(self.num_classes, "head")(x)
         else:
             x = adaptive_avg_pool(x, VGG_FC_POOL_SIZE).reshape(x.shape[0], -1)
             for name in ("fc6", "fc7"):
-                x = nn.relu(dense(self.fc_features, name, kernel_init=vgg_fc_kernel_init)(x))
-                x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+                x = nn.relu(dense(s.fc_features, name, kernel_init=vgg_fc_kernel_init)(x))
+                x = nn.Dropout(s.dropout_rate, deterministic=not train)(x)
             logits = dense(self.num_classes, "head", kernel_init=vgg_fc_kernel_init)(x)
         return logits.astype(jnp.float32)

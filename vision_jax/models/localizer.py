@@ -28,13 +28,14 @@ POOLINGS = ("avg", "flatten")
 
 @dataclasses.dataclass(frozen=True)
 class LocalizerSettings:
-    """The localizer's hyper-parameters; each field is a key of `config.model.localizer`
-    (their meaning: the Localizer attributes of the same names)."""
+    """The localizer's hyper-parameters; each field is a key of `config.model.localizer`."""
 
-    feature: str = "C5"
+    feature: str = "C5"  # the backbone output that is pooled
+    # 'avg' (global average; any input size) or 'flatten' (keeps where things are in the map, at the
+    # price of a head tied to one input size)
     pooling: str = "avg"
-    hidden_features: int = 0
-    dropout_rate: float = 0.0
+    hidden_features: int = 0  # if > 0, a shared dense + ReLU layer of this width before both heads
+    dropout_rate: float = 0.0  # on the shared vector, before both heads
 
     def check(self) -> None:
         require(self.pooling in POOLINGS, "pooling", self.pooling, f"is not one of {POOLINGS}")
@@ -44,12 +45,11 @@ class LocalizerSettings:
 
 def build_localizer(config: ml_collections.ConfigDict, num_classes: int) -> "Localizer":
     """The Localizer of `config.model` (backbone keys + the `localizer` group)."""
-    s = settings_from_config(LocalizerSettings, config.model.get("localizer"), "config.model.localizer")
     return Localizer(
         backbone=backbone_from_config(config.model),
         num_classes=num_classes,
+        settings=settings_from_config(LocalizerSettings, config.model.get("localizer"), "config.model.localizer"),
         dtype=compute_dtype(config.model),
-        **dataclasses.asdict(s),
     )
 
 
@@ -59,11 +59,8 @@ class Localizer(nn.Module):
     Attributes:
       backbone: a module mapping (images, train) to a dict of features.
       num_classes: number of class logits.
-      feature: which backbone output to pool ('C5').
-      pooling: 'avg' (global average; any input size) or 'flatten' (keeps where things are in
-        the map, at the price of a head tied to one input size).
-      hidden_features: if > 0, a shared dense + ReLU layer of this width before both heads.
-      dropout_rate: dropout on the shared vector (needs rngs={'dropout': key} when training).
+      settings: `LocalizerSettings` (config.model.localizer): `feature`, `pooling`,
+        `hidden_features`, `dropout_rate` (needs rngs={'dropout': key} when training with rate > 0).
       dtype: compute dtype of the heads; outputs are float32.
 
     __call__(images: float32 [B, H, W, C], train: bool) ->
@@ -73,24 +70,22 @@ class Localizer(nn.Module):
 
     backbone: nn.Module
     num_classes: int
-    feature: str = "C5"
-    pooling: str = "avg"
-    hidden_features: int = 0
-    dropout_rate: float = 0.0
+    settings: LocalizerSettings = LocalizerSettings()
     dtype: Any = None
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool) -> dict[str, jax.Array]:
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"unknown localizer pooling {self.pooling!r}; expected one of {list(POOLINGS)}")
-        x = select_feature(self.backbone(images, train=train), self.feature).astype(jnp.float32)
-        if self.pooling == "avg":
+        s = self.settings
+        if s.pooling not in POOLINGS:
+            raise ValueError(f"unknown localizer pooling {s.pooling!r}; expected one of {list(POOLINGS)}")
+        x = select_feature(self.backbone(images, train=train), s.feature).astype(jnp.float32)
+        if s.pooling == "avg":
             x = jnp.mean(x, axis=(1, 2))
         else:
             x = x.reshape(x.shape[0], -1)
-        if self.hidden_features > 0:
-            x = nn.relu(nn.Dense(self.hidden_features, dtype=self.dtype, name="hidden")(x))
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        if s.hidden_features > 0:
+            x = nn.relu(nn.Dense(s.hidden_features, dtype=self.dtype, name="hidden")(x))
+        x = nn.Dropout(s.dropout_rate, deterministic=not train)(x)
         logits = nn.Dense(self.num_classes, dtype=self.dtype, name="class_head")(x)
         box_logits = nn.Dense(4, dtype=self.dtype, kernel_init=nn.initializers.zeros, name="box_head")(x)
         return {"logits": logits.astype(jnp.float32), "boxes": jax.nn.sigmoid(box_logits.astype(jnp.float32))}

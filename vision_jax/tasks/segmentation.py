@@ -1,8 +1,8 @@
 """Semantic segmentation: a class for every pixel.
 
-Models (`config.model.name`): 'fcn32s', 'fcn16s', 'fcn8s' (vision_jax.models.segmentation.fcn, on the backbone of
-`model.backbone`) and 'segnet' (vision_jax.models.segmentation.segnet, its own VGG-16-BN-style encoder of
-`model.width`). The number of classes is `len(info.segmentation_class_names)` (background included).
+Models (`config.model.name`, vision_jax.models.table): 'fcn32s', 'fcn16s', 'fcn8s' (FCN on the
+backbone of `model.backbone`) and 'segnet' (its own VGG-16-BN-style encoder of `model.width`), from
+the segmentation family (vision_jax.models.segmentation; hyper-parameters `model.segmentation.*`). The number of classes is `len(info.segmentation_class_names)` (background included).
 
 Loss: per-pixel softmax cross-entropy averaged over the pixels whose label is not 255 (ignore:
 void, borders, padding). Train metric: `pixel_accuracy` over those pixels. Prediction: the argmax
@@ -11,9 +11,7 @@ metrics plus per-class IoU (vision_jax.evaluation.segmentation), on the S x S ne
 (see vision_jax.data.segmentation_transforms for how images and maps are resized and padded).
 
 Config keys read here: `data.image_size` (S), `data.random_flip`, `data.min_scale`, `data.max_scale`
-(training scale jitter), `model.name`, `model.backbone` and its options, `model.head_features`,
-`model.head_kernel_size`, `model.dropout_rate`, `model.learn_final_upsampling` (FCN),
-`model.segnet_convs_per_block` (SegNet), `model.dtype`.
+(training scale jitter); the model's keys are read by its builder.
 """
 
 from __future__ import annotations

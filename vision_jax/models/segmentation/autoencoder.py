@@ -1,10 +1,13 @@
 """Convolutional autoencoder (CAE): a backbone encodes an image into a feature map, a decoder of
 learned x2 upsamplings reconstructs it; and the copy of its encoder into a segmenter.
 
-    images [B, H, W, 3] -> backbone -> code = features[feature] [B, H/s, W/s, C]
+    images [B, H, W, 3] -> backbone -> code = features[code_feature] [B, H/s, W/s, C], s = code_stride
       -> (x2 transposed conv, bilinear init -> 3x3 conv -> BN -> ReLU) x log2(s), channels halving
          down to `decoder_min_features`
       -> 3x3 conv to 3 channels -> sigmoid -> reconstruction float32 [B, H, W, 3] in [0, 1]
+
+`code_feature`, `code_stride` and `decoder_min_features` are the fields of `AutoencoderSettings`
+(config.model.segmentation with model 'conv_autoencoder').
 
 The encoder is an ordinary backbone (`vision_jax.models.backbones`), stored under the parameter
 name `backbone`, exactly where FCN keeps its backbone: `copy_encoder_params` moves a trained
@@ -24,46 +27,46 @@ import jax.numpy as jnp
 
 from vision_jax.models.backbones.resnet import conv_kernel_init
 from vision_jax.models.classifier import select_feature
-from vision_jax.models.segmentation.fcn import integer_factor, pad_to_multiple
 from vision_jax.models.segmentation.bilinear_upsampling import BilinearConvTranspose
+from vision_jax.models.segmentation.fcn import integer_factor, pad_to_multiple
+from vision_jax.models.segmentation.settings import AutoencoderSettings
 
 
 class ConvAutoencoder(nn.Module):
     """Backbone encoder + upsampling decoder -> reconstruction in [0, 1].
 
     Attributes:
-      backbone: module (images, train) -> dict of features; its `feature` output is the code.
-      feature: which backbone output is the code ('C4': stride 16 for VGG16/ResNet).
-      code_stride: the code's stride (a power of 2, e.g. 16 for 'C4'); inputs are padded to a multiple
-        of it and the decoder upsamples by it.
-      decoder_min_features: the decoder halves channels per x2 step, down to this many.
+      backbone: module (images, train) -> dict of features; its `settings.code_feature` is the code.
+      settings: `AutoencoderSettings` (config.model.segmentation): `code_feature` (which backbone
+        output is the code, 'C4': stride 16 for VGG16/ResNet), `code_stride` (its stride, a power of
+        2; inputs are padded to a multiple of it and the decoder upsamples by it) and
+        `decoder_min_features` (the decoder halves channels per x2 step, down to this many).
       dtype: compute dtype; the reconstruction is float32.
 
     __call__(images float32 [B, H, W, 3] (normalised), train) -> float32 [B, H, W, 3] in [0, 1].
     """
 
     backbone: nn.Module
-    feature: str = "C4"
-    code_stride: int = 16
-    decoder_min_features: int = 16
+    settings: AutoencoderSettings = AutoencoderSettings()
     dtype: Any = None
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool) -> jax.Array:
         if images.ndim != 4:
             raise ValueError(f"ConvAutoencoder expects images [B, H, W, C], got shape {images.shape}")
-        if self.code_stride < 1 or self.code_stride & (self.code_stride - 1):
-            raise ValueError(f"code_stride={self.code_stride} must be a power of 2")
+        feature, stride = self.settings.code_feature, self.settings.code_stride
+        if stride < 1 or stride & (stride - 1):
+            raise ValueError(f"code_stride={stride} must be a power of 2")
         height, width = images.shape[1], images.shape[2]
-        padded = pad_to_multiple(images, self.code_stride)
-        x = select_feature(self.backbone(padded, train=train), self.feature)
-        factor = integer_factor(padded.shape[1], x.shape[1], f"ConvAutoencoder code {self.feature}")
-        if factor != self.code_stride:
-            raise ValueError(f"feature {self.feature!r} has stride {factor}, but code_stride={self.code_stride}")
+        padded = pad_to_multiple(images, stride)
+        x = select_feature(self.backbone(padded, train=train), feature)
+        factor = integer_factor(padded.shape[1], x.shape[1], f"ConvAutoencoder code {feature}")
+        if factor != stride:
+            raise ValueError(f"feature {feature!r} has stride {factor}, but code_stride={stride}")
         features = x.shape[-1]
         for step in range(factor.bit_length() - 1):
             x = BilinearConvTranspose(2, trainable=True, dtype=self.dtype, name=f"up{step + 1}")(x)
-            features = max(features // 2, self.decoder_min_features)
+            features = max(features // 2, self.settings.decoder_min_features)
             x = nn.Conv(
                 features,
                 (3, 3),

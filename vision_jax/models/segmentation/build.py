@@ -22,26 +22,21 @@ def _settings(config: ml_collections.ConfigDict, cls):
 
 def build_fcn(config: ml_collections.ConfigDict, num_classes: int) -> FCN:
     """FCN-32s / 16s / 8s by config.model.name, on the backbone of config.model.backbone."""
-    s = _settings(config, FCNSettings)
     return FCN(
         backbone=backbone_from_config(config.model),
         num_classes=num_classes,
         variant=FCN_VARIANTS[config.model.name],
-        head_features=s.head_features,
-        head_kernel_size=s.head_kernel_size,
-        dropout_rate=s.dropout_rate,
-        learn_final_upsampling=s.learn_final_upsampling,
+        settings=_settings(config, FCNSettings),
         dtype=compute_dtype(config.model),
     )
 
 
 def build_segnet(config: ml_collections.ConfigDict, num_classes: int) -> SegNet:
     """SegNet with its own encoder of config.model.width."""
-    s = _settings(config, SegNetSettings)
     return SegNet(
         num_classes=num_classes,
         width=int(config.model.width),
-        convs_per_block=s.convs_per_block,
+        settings=_settings(config, SegNetSettings),
         dtype=compute_dtype(config.model),
         bn_axis_name=bn_axis_name(config.model),
     )
@@ -50,11 +45,8 @@ def build_segnet(config: ml_collections.ConfigDict, num_classes: int) -> SegNet:
 def build_autoencoder(config: ml_collections.ConfigDict, num_classes: int | None = None) -> ConvAutoencoder:
     """The convolutional autoencoder (num_classes is unused: it reconstructs images)."""
     del num_classes
-    s = _settings(config, AutoencoderSettings)
     return ConvAutoencoder(
         backbone=backbone_from_config(config.model),
-        feature=s.code_feature,
-        code_stride=s.code_stride,
-        decoder_min_features=s.decoder_min_features,
+        settings=_settings(config, AutoencoderSettings),
         dtype=compute_dtype(config.model),
     )

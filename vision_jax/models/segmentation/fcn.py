@@ -1,18 +1,19 @@
 """Fully convolutional networks for semantic segmentation: FCN-32s, FCN-16s, FCN-8s (Long et al., 2015).
 
-    backbone C5 (stride 32) -> [fc6 (k x k conv) -> ReLU -> dropout -> fc7 (1x1) -> ReLU -> dropout]
-        -> score_C5 (1x1, one channel per class)
-    FCN-32s: score_C5 -> fixed bilinear x32 upsampling
+    backbone C5 [B, H/32, W/32, C] -> [fc6 (k x k conv) -> ReLU -> dropout -> fc7 (1x1) -> ReLU -> dropout]
+        -> score_C5 (1x1, one channel per class) [B, H/32, W/32, K]
+    FCN-32s: score_C5 -> fixed bilinear x32 upsampling -> logits [B, H, W, K]
     FCN-16s: up2(score_C5) + score_C4(C4) -> fixed bilinear x16
     FCN-8s:  up2(up2(score_C5) + score_C4(C4)) + score_C3(C3) -> fixed bilinear x8
 
 `up2` is a learned transposed convolution initialised to bilinear x2 (`BilinearConvTranspose`); the
-final upsampling is fixed bilinear unless `learn_final_upsampling` (the paper fixes it). Score layers
-are 1x1 convolutions initialised to zero (the paper: random init gave neither better nor faster
-results), so a fresh FCN-8s computes exactly what a fresh FCN-32s does and the skips learn to add
-detail. Skip names: VGG-16 C3/C4/C5 = pool3/pool4/pool5, ResNet C3/C4/C5 = conv3_x/conv4_x/conv5_x.
-The upsampling factors are read from the feature shapes, so a backbone with other strides (e.g. a
-ResNet with the 'cifar' stem, C5 at stride 8) works too.
+final upsampling is fixed bilinear unless `FCNSettings.learn_final_upsampling` (the paper fixes it).
+fc6/fc7 exist only with `FCNSettings.head_features` > 0 (the paper's VGG-16: 4096, kernel 7).
+Score layers are 1x1 convolutions initialised to zero (the paper: random init gave neither better
+nor faster results), so a fresh FCN-8s computes exactly what a fresh FCN-32s does and the skips
+learn to add detail. Skip names: VGG-16 C3/C4/C5 = pool3/pool4/pool5, ResNet C3/C4/C5 =
+conv3_x/conv4_x/conv5_x. The upsampling factors are read from the feature shapes, so a backbone
+with other strides (e.g. a ResNet with the 'cifar' stem, C5 at stride 8) works too.
 
 Sizes that are not multiples of 32. Caffe's FCN pads the input by 100 pixels and crops every skip
 and the output back into alignment. Here the input is padded at the bottom and right (with zeros:
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 
 from vision_jax.models.classifier import select_feature
 from vision_jax.models.segmentation.bilinear_upsampling import BilinearConvTranspose
+from vision_jax.models.segmentation.settings import FCNSettings
 
 # Backbone features fused by each variant, coarsest first.
 VARIANT_FEATURES: dict[str, tuple[str, ...]] = {
@@ -66,15 +68,12 @@ class FCN(nn.Module):
     Attributes:
       backbone: module (images, train) -> dict of features.
       num_classes: output channels (semantic classes, background included).
-      variant: '32s', '16s' or '8s'.
-      head_features: channels of fc6/fc7 as convolutions (4096 in the paper); 0 = no fc6/fc7 (score C5
-        directly, the usual choice for ResNets).
-      head_kernel_size: fc6's kernel side (7 in the paper, on VGG's 7x7 pool5 grid), 'SAME' padding.
-      dropout_rate: after fc6 and fc7 (0.5 in the paper); needs rngs={'dropout': key} when training.
+      variant: '32s', '16s' or '8s' (from the model name: fcn32s, fcn16s, fcn8s).
+      settings: `FCNSettings` (config.model.segmentation): fc6/fc7 (`head_features`, 0 = none, then
+        C5 is scored directly, the usual choice for ResNets; `head_kernel_size`; `dropout_rate`, which
+        needs rngs={'dropout': key} when training) and `learn_final_upsampling`.
       size_multiple: inputs are zero-padded to a multiple of this (module docstring); 32 for stride-32
         backbones.
-      learn_final_upsampling: learn the last (x32/x16/x8) upsampling kernel instead of keeping it
-        fixed bilinear.
       dtype: compute dtype; logits are float32.
 
     __call__(images: float32 [B, H, W, 3] (any H, W), train: bool) -> logits float32 [B, H, W, num_classes].
@@ -83,11 +82,8 @@ class FCN(nn.Module):
     backbone: nn.Module
     num_classes: int
     variant: str = "8s"
-    head_features: int = 4096
-    head_kernel_size: int = 7
-    dropout_rate: float = 0.5
+    settings: FCNSettings = FCNSettings()
     size_multiple: int = 32
-    learn_final_upsampling: bool = False
     dtype: Any = None
 
     @nn.compact
@@ -101,14 +97,13 @@ class FCN(nn.Module):
         features = self.backbone(padded, train=train)
         names = VARIANT_FEATURES[self.variant]
 
+        s = self.settings
         x = select_feature(features, names[0])
-        if self.head_features:
-            x = nn.Conv(self.head_features, (self.head_kernel_size,) * 2, padding="SAME", dtype=self.dtype, name="fc6")(
-                x
-            )
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
-            x = nn.Conv(self.head_features, (1, 1), dtype=self.dtype, name="fc7")(x)
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
+        if s.head_features:
+            x = nn.Conv(s.head_features, (s.head_kernel_size,) * 2, padding="SAME", dtype=self.dtype, name="fc6")(x)
+            x = nn.Dropout(s.dropout_rate, deterministic=not train)(nn.relu(x))
+            x = nn.Conv(s.head_features, (1, 1), dtype=self.dtype, name="fc7")(x)
+            x = nn.Dropout(s.dropout_rate, deterministic=not train)(nn.relu(x))
         score = self._score(x, names[0])
         for name in names[1:]:
             skip = select_feature(features, name)
@@ -119,7 +114,7 @@ class FCN(nn.Module):
             score = score + self._score(skip, name)
         factor = integer_factor(padded.shape[1], score.shape[1], "FCN final upsampling")
         logits = BilinearConvTranspose(
-            factor, trainable=self.learn_final_upsampling, dtype=self.dtype, name="final_upsampling"
+            factor, trainable=s.learn_final_upsampling, dtype=self.dtype, name="final_upsampling"
         )(score)
         return logits[:, :height, :width].astype(jnp.float32)
 

@@ -1,16 +1,18 @@
 """SegNet (Badrinarayanan et al., 2017): an encoder whose max-pools remember where their maxima were,
 and a mirror decoder that upsamples by putting values back at those positions (max-unpooling).
 
-    encoder block b: (3x3 conv -> BN -> ReLU) x n_b -> 2x2/2 max-pool with argmax
+    images [B, H, W, 3] (padded to multiples of 2^n, n blocks)
+    encoder block b: (3x3 conv -> BN -> ReLU) x n_b -> 2x2/2 max-pool with argmax   (H, W halve)
     decoder block b (deepest first): max-unpool with block b's argmax -> (3x3 conv -> BN -> ReLU) x n_b
-    classifier: 1x1 conv -> class logits
+    classifier: 1x1 conv -> class logits float32 [B, H, W, K]
 
-The encoder is VGG-16-BN's trunk by default (blocks of 2, 2, 3, 3, 3 convs, channels width x
-(1, 2, 4, 8, 8)), with VGG16's parameter names (`conv1_1`, `bn1_1`, ...) under `encoder`, so weights of
-a `VGG16(batch_norm=True)` backbone of the same width (from a classifier or a conv autoencoder, see
-`vision_jax.models.segmentation.autoencoder.copy_encoder_params`) load into it. Unpooling needs the exact pre-pool
-size, so inputs are zero-padded at the bottom/right to a multiple of 2^(number of blocks) and the
-logits cropped back, as in `vision_jax.models.segmentation.fcn`.
+The encoder is VGG-16-BN's trunk by default (`SegNetSettings.convs_per_block`: blocks of 2, 2, 3, 3,
+3 convs, channels width x (1, 2, 4, 8, 8)), with VGG16's parameter names (`conv1_1`, `bn1_1`, ...)
+under `encoder`, so weights of a `VGG16(batch_norm=True)` backbone of the same width (from a
+classifier or a conv autoencoder, see `vision_jax.models.segmentation.autoencoder.copy_encoder_params`)
+load into it. Unpooling needs the exact pre-pool size, so inputs are zero-padded at the bottom/right
+to a multiple of 2^(number of blocks) and the logits cropped back, as in
+`vision_jax.models.segmentation.fcn`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import jax.numpy as jnp
 from vision_jax.models.backbones.resnet import conv_kernel_init
 from vision_jax.models.backbones.vgg import CHANNEL_MULTIPLIERS, CONVS_PER_BLOCK
 from vision_jax.models.segmentation.fcn import pad_to_multiple
+from vision_jax.models.segmentation.settings import SegNetSettings
 from vision_jax.ops.pooling import max_pool_with_argmax, max_unpool
 
 
@@ -111,17 +114,18 @@ class SegNet(nn.Module):
 
     Attributes:
       num_classes: output channels.
-      width: channels of the first block (64 in the paper).
-      convs_per_block: convolutions per block (VGG-16's (2, 2, 3, 3, 3); fewer blocks for small inputs).
+      width: channels of the first block (64 in the paper; config.model.width).
+      settings: `SegNetSettings` (config.model.segmentation): `convs_per_block`, convolutions per
+        block (VGG-16's (2, 2, 3, 3, 3); fewer blocks for small inputs).
       dtype: compute dtype; logits float32.
       bn_momentum, bn_axis_name: BatchNorm options (Flax momentum; cross-replica axis).
 
-    __call__(images float32 [B, H, W, 3], train) -> logits float32 [B, H, W, num_classes].
+    __call__(images float32 [B, H, W, 3] (any H, W), train) -> logits float32 [B, H, W, num_classes].
     """
 
     num_classes: int
     width: int = 64
-    convs_per_block: Sequence[int] = CONVS_PER_BLOCK
+    settings: SegNetSettings = SegNetSettings()
     dtype: Any = None
     bn_momentum: float = 0.9
     bn_axis_name: str | None = None
@@ -130,16 +134,15 @@ class SegNet(nn.Module):
     def __call__(self, images: jax.Array, train: bool) -> jax.Array:
         if images.ndim != 4:
             raise ValueError(f"SegNet expects images [B, H, W, C], got shape {images.shape}")
-        if not 1 <= len(self.convs_per_block) <= len(CHANNEL_MULTIPLIERS):
-            raise ValueError(
-                f"convs_per_block={tuple(self.convs_per_block)} must have 1 to {len(CHANNEL_MULTIPLIERS)} blocks"
-            )
+        convs_per_block = tuple(self.settings.convs_per_block)
+        if not 1 <= len(convs_per_block) <= len(CHANNEL_MULTIPLIERS):
+            raise ValueError(f"convs_per_block={convs_per_block} must have 1 to {len(CHANNEL_MULTIPLIERS)} blocks")
         height, width = images.shape[1], images.shape[2]
-        padded = pad_to_multiple(images, 2 ** len(self.convs_per_block))
+        padded = pad_to_multiple(images, 2 ** len(convs_per_block))
         options = {
             "width": self.width,
-            "convs_per_block": tuple(self.convs_per_block),
-            "channel_multipliers": CHANNEL_MULTIPLIERS[: len(self.convs_per_block)],
+            "convs_per_block": convs_per_block,
+            "channel_multipliers": CHANNEL_MULTIPLIERS[: len(convs_per_block)],
             "dtype": self.dtype,
             "bn_momentum": self.bn_momentum,
             "bn_axis_name": self.bn_axis_name,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from vision_jax.models.backbones.vgg import CONVS_PER_BLOCK
 from vision_jax.models.settings import require
 
 
@@ -28,7 +29,7 @@ class FCNSettings:
 class SegNetSettings:
     """SegNet (Badrinarayanan et al. 2017): its own VGG-16-BN-style encoder of config.model.width."""
 
-    convs_per_block: tuple[int, ...] = (2, 2, 3, 3, 3)  # encoder / decoder blocks (VGG-16)
+    convs_per_block: tuple[int, ...] = CONVS_PER_BLOCK  # encoder / decoder blocks (VGG-16's)
 
     def check(self) -> None:
         require(len(self.convs_per_block) >= 1 and min(self.convs_per_block) >= 1, "convs_per_block",

@@ -2,8 +2,8 @@
 
 Before FCN (e.g. Ciresan et al., 2012; Farabet et al., 2013), a CNN classified the centre pixel of a
 p x p crop and was run over every pixel of the image: H x W forward passes of a patch network, where
-an FCN shares all the convolutions in one pass over the image. `benchmark_segmentation.py` times the
-two on the same image.
+an FCN shares all the convolutions in one pass over the image. `scripts/benchmark_segmentation.py`
+times the two on the same image.
 
 Crop convention: the crop of pixel (r, c) covers rows r - p // 2 .. r - p // 2 + p - 1 (and the same
 for columns), so the pixel sits at (p // 2, p // 2) of its crop; the image is zero-padded (the mean
@@ -18,13 +18,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vision_jax.models.classifier import Classifier
+from vision_jax.models.classifier import Classifier, ClassifierSettings
 
 
 def centre_pixel_classifier(backbone: nn.Module, num_classes: int, feature: str = "C5", dtype=None) -> Classifier:
     """The patch CNN: backbone + global average pool of `feature` + dense -> logits [N, num_classes]
     for crops [N, p, p, 3] (a `Classifier` with the 'gap' head)."""
-    return Classifier(backbone=backbone, num_classes=num_classes, feature=feature, head="gap", dtype=dtype)
+    settings = ClassifierSettings(head="gap", feature=feature)
+    return Classifier(backbone=backbone, num_classes=num_classes, settings=settings, dtype=dtype)
 
 
 def pad_for_crops(images: jax.Array, patch_size: int) -> jax.Array:
