@@ -2,6 +2,11 @@
 
 Config keys read here: `data.image_size`, `data.random_flip`, `data.random_crop_padding`
 (pad by this many pixels, then crop back at a random place: the CIFAR/ResNet augmentation),
+`data.resize_short_side` (> 0: resize keeping the aspect ratio so the short side has this many
+pixels, then crop image_size x image_size, centred in evaluation and at random in training:
+torchvision's ImageNet evaluation is 256 then 224; 0: resize to image_size x image_size),
+`data.mean_rgb` / `data.std_rgb` (normalisation (pixel / 255 - mean) / std: a pretrained model's
+own, e.g. (127/255, 128/255) for EfficientNet-Lite's (pixel - 127) / 128),
 `model.backbone` and its options (`vision_jax.models.from_config`), the `model.classifier` group
 (`vision_jax.models.classifier.ClassifierSettings`: head 'gap' | 'vgg_fc', dropout...),
 `loss.label_smoothing`.
@@ -43,6 +48,19 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor, data_config: ml_collections
     return image
 
 
+def resize_and_crop(image: tf.Tensor, short_side: int, size: int, train: bool, seed: tf.Tensor) -> tf.Tensor:
+    """[H, W, C] float -> [size, size, C]: short side resized to `short_side` (aspect kept,
+    antialiased bilinear), then a size x size crop, centred unless `train` (then at random)."""
+    height, width = transforms.resized_size(tf.shape(image)[0], tf.shape(image)[1], short_side=short_side)
+    image = tf.image.resize(image, tf.stack([height, width]), antialias=True)
+    channels = image.shape[-1]
+    if train:
+        crop_seed = tf.random.experimental.stateless_split(seed, 3)[2]
+        return tf.image.stateless_random_crop(image, [size, size, channels], seed=crop_seed)
+    top, left = (height - size) // 2, (width - size) // 2
+    return tf.ensure_shape(tf.image.crop_to_bounding_box(image, top, left, size, size), [size, size, channels])
+
+
 class ClassificationTask:
     name = "classification"
     DEFAULT_MODEL = "classifier"
@@ -51,11 +69,16 @@ class ClassificationTask:
     def add_config_defaults(c: ml_collections.ConfigDict) -> None:
         c.data.random_flip = False  # horizontal flip in training
         c.data.random_crop_padding = 0  # pad by this many pixels, crop back at random (training)
+        c.data.resize_short_side = 0  # > 0: short side to this, then crop image_size (centre in eval)
+        c.data.mean_rgb = transforms.IMAGENET_MEAN_RGB  # normalisation: (pixel / 255 - mean) / std
+        c.data.std_rgb = transforms.IMAGENET_STD_RGB
         c.loss.label_smoothing = 0.0
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         self.label_smoothing = float(config.loss.label_smoothing)
+        self.mean_rgb = tuple(config.data.get("mean_rgb", transforms.IMAGENET_MEAN_RGB))
+        self.std_rgb = tuple(config.data.get("std_rgb", transforms.IMAGENET_STD_RGB))
 
     def build_model(self, info):
         config = self.config
@@ -70,11 +93,21 @@ class ClassificationTask:
         config = self.config
         size = config.data.image_size
 
+        short_side = int(config.data.get("resize_short_side", 0))
+        if 0 < short_side < size:
+            raise ValueError(f"config.data.resize_short_side={short_side} must be 0 or >= data.image_size={size}")
+        mean, std = self.mean_rgb, self.std_rgb
+
         def fn(example, seed):
-            image = tf.image.resize(tf.cast(example["image"], tf.float32), [size, size], antialias=True)
+            image = tf.cast(example["image"], tf.float32)
+            if short_side > 0:
+                image = resize_and_crop(image, short_side, size, train, seed)
+            else:
+                image = tf.image.resize(image, [size, size], antialias=True)
             if train:
                 image = augment_image(image, seed, config.data)
-            return {"image": transforms.normalize_image(image), "label": tf.cast(example["label"], tf.int32)}
+            image = transforms.normalize_image(image, mean, std)
+            return {"image": image, "label": tf.cast(example["label"], tf.int32)}
 
         return fn
 
@@ -101,5 +134,6 @@ class ClassificationTask:
             probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
             predicted = int(np.argmax(logits))
             text = f"{info.class_names[predicted]} {probabilities[predicted]:.2f}"
-            pictures.append(viz.draw_label(viz.to_uint8(image), text, predicted == int(label)))
+            pixels = viz.to_uint8(image, self.mean_rgb, self.std_rgb)
+            pictures.append(viz.draw_label(pixels, text, predicted == int(label)))
         return pictures
