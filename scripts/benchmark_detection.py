@@ -33,7 +33,8 @@ import optax
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from vision_jax.tasks.detection import DetectionTask, build_faster_rcnn
+from vision_jax.models.table import build_model
+from vision_jax.tasks.detection import DetectionTask
 from vision_jax.train.config import load_config_file
 
 from timing import median_seconds
@@ -82,7 +83,7 @@ def inference_rows(model, variables, keras_call, batch: int, size: int, repeats:
     import tensorflow as tf
 
     whole = jax.jit(lambda v, x, s: model.apply(v, x, s, train=False))
-    backbone_fpn = jax.jit(lambda v, x: model.apply(v, x, False, method="features"))
+    backbone_fpn = jax.jit(lambda v, x: model.apply(v, x, False, method="forward"))
     rpn_nms = jax.jit(lambda v, f, s: model.apply(v, f, s, False, method="proposals"))
     roi_heads = jax.jit(lambda v, f, p, pv, s: model.apply(v, f, p, pv, s, method="detect_from_proposals"))
     trunk = jax.jit(lambda v, x: model.apply(v, x, False, method=lambda m, x, t: m.backbone(x, t)))
@@ -152,7 +153,7 @@ def main():
     import tensorflow as tf
 
     config = load_config(args.size)
-    model = build_faster_rcnn(config, NUM_CLASSES)
+    model = build_model(config, NUM_CLASSES)
     rng = np.random.default_rng(0)
     init = jax.jit(lambda k: model.init(k, jnp.zeros((1, args.size, args.size, 3)), train=False))
     variables = init(jax.random.key(0, impl="rbg"))

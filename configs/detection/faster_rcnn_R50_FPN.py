@@ -21,7 +21,7 @@ from vision_jax.train.config import base_config
 
 
 def get_config():
-    c = base_config("detection")
+    c = base_config("detection", model="faster_rcnn")
     c.data.name = "coco/2017"
     c.data.train_split = "train"
     c.data.eval_split = "validation"
@@ -33,7 +33,6 @@ def get_config():
     c.data.max_instances = 100
     c.data.cache = False
 
-    c.model.name = "faster_rcnn"
     c.model.backbone = "resnet50"
     c.model.width = 64
     c.model.cross_replica_bn = False  # True on multi-device hosts (SyncBN), see the command above

@@ -22,7 +22,7 @@ from vision_jax.train.config import base_config
 
 
 def get_config():
-    c = base_config("detection")
+    c = base_config("detection", model="faster_rcnn")
     c.data.name = "shapes"
     c.data.shapes_variant = "multi"
     c.data.shapes_num_train = config_dict.placeholder(int)  # None: the builder's default size
@@ -33,18 +33,17 @@ def get_config():
     c.data.random_flip = True
     c.data.max_instances = 8  # scenes hold at most 6 objects
 
-    c.model.name = "faster_rcnn"
     c.model.backbone = "resnet18"
     c.model.width = 16
-    c.model.fpn_channels = 32
+    c.model.rcnn.fpn_channels = 32
     # Objects are 12-52 px: anchors one octave below detectron2's on every level.
-    c.model.anchor_sizes = ((16,), (32,), (64,), (128,), (256,))
-    c.model.rpn_pre_nms_topk_train = 1000
-    c.model.rpn_post_nms_topk_train = 500
-    c.model.rpn_pre_nms_topk_test = 500
-    c.model.rpn_post_nms_topk_test = 300
-    c.model.roi_num_samples = 64  # a few objects per image: 16 foreground RoIs at most
-    c.model.box_head_fc_dim = 256
+    c.model.rcnn.anchor_sizes = ((16,), (32,), (64,), (128,), (256,))
+    c.model.rcnn.rpn_pre_nms_topk_train = 1000
+    c.model.rcnn.rpn_post_nms_topk_train = 500
+    c.model.rcnn.rpn_pre_nms_topk_test = 500
+    c.model.rcnn.rpn_post_nms_topk_test = 300
+    c.model.rcnn.roi_num_samples = 64  # a few objects per image: 16 foreground RoIs at most
+    c.model.rcnn.box_head_fc_dim = 256
 
     c.optimizer.name = "adamw"
     c.optimizer.learning_rate = 2e-3

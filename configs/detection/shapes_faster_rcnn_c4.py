@@ -3,7 +3,7 @@
     python scripts/train.py --config configs/detection/shapes_faster_rcnn_c4.py --workdir runs/shapes_faster_rcnn_c4
 
 No FPN: the RPN runs on C4 (stride 16) with all anchor sizes at every location, RoIs are pooled
-14×14 from C4 (RoIAlign; --config.model.roi_pooler_type=pool for Fast R-CNN's RoIPool) and
+14×14 from C4 (RoIAlign; --config.model.rcnn.roi_pooler_type=pool for Fast R-CNN's RoIPool) and
 ResNet's res5 stage is the box head. Same data and schedule as shapes_faster_rcnn.py.
 Not yet measured on the full schedule here (the FPN config is the measured shapes recipe); the C4
 model itself is tested against the float64 reference in tests/detection/test_faster_rcnn.py.
@@ -15,7 +15,7 @@ from vision_jax.train.config import base_config
 
 
 def get_config():
-    c = base_config("detection")
+    c = base_config("detection", model="faster_rcnn_c4")
     c.data.name = "shapes"
     c.data.shapes_variant = "multi"
     c.data.shapes_num_train = config_dict.placeholder(int)
@@ -24,17 +24,16 @@ def get_config():
     c.data.random_flip = True
     c.data.max_instances = 8
 
-    c.model.name = "faster_rcnn_c4"
     c.model.backbone = "resnet18"
     c.model.width = 16
-    c.model.anchor_sizes = ((16, 32, 64),)  # one level, three sizes x three aspect ratios
-    c.model.rpn_pre_nms_topk_train = 1000  # the 8 x 8 x 9 = 576 anchors of a 128 px image
-    c.model.rpn_post_nms_topk_train = 300
-    c.model.rpn_pre_nms_topk_test = 1000
-    c.model.rpn_post_nms_topk_test = 300
-    c.model.roi_pooler_resolution = 14
-    c.model.roi_pooler_type = "align"
-    c.model.roi_num_samples = 64
+    c.model.rcnn.anchor_sizes = ((16, 32, 64),)  # one level, three sizes x three aspect ratios
+    c.model.rcnn.rpn_pre_nms_topk_train = 1000  # the 8 x 8 x 9 = 576 anchors of a 128 px image
+    c.model.rcnn.rpn_post_nms_topk_train = 300
+    c.model.rcnn.rpn_pre_nms_topk_test = 1000
+    c.model.rcnn.rpn_post_nms_topk_test = 300
+    c.model.rcnn.roi_pooler_resolution = 14
+    c.model.rcnn.roi_pooler_type = "align"
+    c.model.rcnn.roi_num_samples = 64
 
     c.optimizer.name = "adamw"
     c.optimizer.learning_rate = 2e-3

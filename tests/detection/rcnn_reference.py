@@ -122,6 +122,20 @@ def find_top_proposals(
     return boxes[kept], scores[kept]
 
 
+def roi_candidates(proposals, proposal_valid, gt_boxes, gt_valid, iou_threshold=0.5, append_gt=True):
+    """detectron2 label_and_sample_proposals before its sampling, one image, no crowd boxes: the
+    candidates (valid proposals, then the valid ground truth if append_gt) [M, 4], their labels [M]
+    (1 foreground, 0 background) and matched ground-truth rows [M], indices into all G rows of
+    gt_boxes (padding rows included)."""
+    rows = np.flatnonzero(gt_valid)
+    candidates = np.asarray(proposals, np.float64)[np.asarray(proposal_valid, bool)]
+    if append_gt:
+        candidates = np.concatenate([candidates, np.asarray(gt_boxes, np.float64)[rows]])
+    overlaps = iou(np.asarray(gt_boxes)[rows], candidates)
+    matched, labels = match(overlaps, iou_threshold, iou_threshold, low_quality=False)
+    return candidates, labels, rows[matched]
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     e = np.exp(x - x.max(axis=-1, keepdims=True))

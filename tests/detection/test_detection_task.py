@@ -44,22 +44,29 @@ def test_image_sizes_are_the_unpadded_extent_of_the_preprocessed_image(rng, seed
     [
         ("model.name", "yolo", "config.model.name='yolo' is not a detection model"),
         ("data.eval_metric", "map", "config.data.eval_metric='map' is not one of"),
-        ("model.anchor_sizes", ((32,), (64,)), "anchor_sizes needs 5 levels"),
-        ("model.roi_pooler_type", "pool", "faster_rcnn \\(FPN\\) pools with 'align'"),
-        ("model.backbone", "vgg16", "the detectors need a ResNet"),
+        ("model.rcnn.anchor_sizes", ((32,), (64,)), r"config\.model\.rcnn\.anchor_sizes=.* needs 5 levels \(P2..P6\)"),
+        (
+            "model.rcnn.roi_pooler_type",
+            "pool",
+            r"config\.model\.rcnn\.roi_pooler_type='pool' is not 'align': faster_rcnn \(FPN\) pools with 'align'",
+        ),
+        ("model.rcnn.rpn_fg_iou_threshold", 1.5, r"config\.model\.rcnn\.rpn_fg_iou_threshold=1\.5 must be in \[0, 1\]"),
+        ("model.backbone", "vgg16", "config.model.backbone='vgg16': the R-CNN detectors need a ResNet"),
     ],
 )
 def test_bad_config_values_are_refused_by_key(key, value, message):
-    config = base_config("detection")
-    section, name = key.split(".")
+    config = base_config("detection", model="faster_rcnn")
+    *path, name = key.split(".")
+    group = config
+    for part in path:
+        group = group[part]
     with config.unlocked():
-        config[section][name] = value
+        group[name] = value
     with pytest.raises(ValueError, match=message):
         DetectionTask(config).build_model(INFO)
 
 
 def test_c4_needs_one_anchor_level():
-    config = base_config("detection")
-    config.model.name = "faster_rcnn_c4"
-    with pytest.raises(ValueError, match="anchor_sizes needs 1 level"):
+    config = base_config("detection", model="faster_rcnn_c4")
+    with pytest.raises(ValueError, match=r"config\.model\.rcnn\.anchor_sizes=.* needs 1 level \(C4\)"):
         DetectionTask(config).build_model(INFO)

@@ -22,17 +22,19 @@ COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/b
 
 
 def overfit_config(data_dir: str):
-    c = base_config("detection")
+    c = base_config("detection", model="faster_rcnn")
     c.data.name, c.data.shapes_variant, c.data.data_dir = "shapes", "multi", data_dir
     c.data.shapes_num_train, c.data.shapes_num_test = NUM_IMAGES, 1
     c.data.eval_split = "train"  # overfitting: evaluated on the training images
     c.data.image_size = c.data.min_size = c.data.max_size = 64  # the 128 x 128 scenes at half size
     c.data.random_flip, c.data.max_instances = False, 8
-    c.model.backbone, c.model.width, c.model.fpn_channels = "resnet18", 8, 32
-    c.model.anchor_sizes = ((8,), (16,), (32,), (64,), (128,))  # objects are 6-26 px
-    c.model.rpn_pre_nms_topk_train, c.model.rpn_post_nms_topk_train = 300, 150
-    c.model.rpn_pre_nms_topk_test, c.model.rpn_post_nms_topk_test = 200, 100
-    c.model.roi_num_samples, c.model.box_head_fc_dim = 64, 128
+    c.model.backbone, c.model.width = "resnet18", 8
+    r = c.model.rcnn
+    r.fpn_channels = 32
+    r.anchor_sizes = ((8,), (16,), (32,), (64,), (128,))  # objects are 6-26 px
+    r.rpn_pre_nms_topk_train, r.rpn_post_nms_topk_train = 300, 150
+    r.rpn_pre_nms_topk_test, r.rpn_post_nms_topk_test = 200, 100
+    r.roi_num_samples, r.box_head_fc_dim = 64, 128
     c.optimizer.name, c.optimizer.learning_rate, c.optimizer.warmup_steps = "adamw", 3e-3, 20
     c.train.num_steps, c.train.batch_size, c.train.eval_batch_size = STEPS, BATCH, NUM_IMAGES
     c.train.log_every, c.train.eval_every, c.train.checkpoint_every = 40, STEPS, STEPS

@@ -26,25 +26,35 @@ def test_targets_sample_proposals_and_ground_truth_like_detectron2(rng, seed):
     near = gt[rng.integers(0, 4, 20)] + rng.normal(0, 3, (20, 4)).astype(np.float32)
     proposals = np.concatenate([near, random_proposals(rng, 40, image_size)]).astype(np.float32)
     proposal_valid = rng.uniform(size=60) < 0.8
-    boxes, classes, valid, targets = jax.jit(
-        functools.partial(roi_box_head.roi_targets, num_classes=num_classes, num_samples=num_samples)
-    )(proposals, proposal_valid, gt, gt_classes, gt_valid, crowd, jax.random.PRNGKey(seed))
-    boxes, classes, valid, targets = (np.asarray(a) for a in (boxes, classes, valid, targets))
+    targets = functools.partial(
+        roi_box_head.roi_targets,
+        num_classes=num_classes,
+        iou_threshold=0.5,
+        num_samples=num_samples,
+        positive_fraction=0.25,
+        append_gt=True,
+    )
+    sampled = jax.jit(targets)(proposals, proposal_valid, gt, gt_classes, gt_valid, crowd, jax.random.PRNGKey(seed))
+    boxes, classes, valid, box_targets, gt_index = (
+        np.asarray(sampled[k]) for k in ("boxes", "classes", "valid", "box_targets", "gt_index")
+    )
+    assert gt_index.dtype == np.int32 and gt_index.shape == (num_samples,), f"seed={seed}"
 
-    candidates = np.concatenate([proposals[proposal_valid], gt[gt_valid]])  # PROPOSAL_APPEND_GT
-    matched, labels = ref.match(ref.iou(gt[gt_valid], candidates), 0.5, 0.5, low_quality=False)
+    candidates, labels, matched_row = ref.roi_candidates(proposals, proposal_valid, gt, gt_valid, 0.5)
     num_fg = min(np.sum(labels == 1), int(num_samples * 0.25))
     assert np.sum(valid) == min(len(candidates), num_samples), f"seed={seed}"
     assert np.sum(valid & (classes < num_classes)) == num_fg, f"seed={seed}"
-    for box, cls, target in zip(boxes[valid], classes[valid], targets[valid]):
+    for box, cls, target, row in zip(boxes[valid], classes[valid], box_targets[valid], gt_index[valid]):
         index = np.flatnonzero(np.all(candidates == box, axis=1))
         assert len(index), f"seed={seed}: sampled box {box} is not a valid candidate"
         k = index[0]
         if cls == num_classes:
             assert labels[k] == 0, f"seed={seed}: background sample with IoU >= 0.5"
         else:
-            assert labels[k] == 1 and cls == gt_classes[gt_valid][matched[k]], f"seed={seed}"
-            want = ref.encode(gt[gt_valid][matched[k]][None], box[None], WEIGHTS)[0]
+            assert labels[k] == 1 and cls == gt_classes[matched_row[k]], f"seed={seed}"
+            # The matched ground truth's row of the padded [G] targets (what mask targets gather).
+            assert row == matched_row[k], f"seed={seed}: RoI {box} matched row {row}, reference {matched_row[k]}"
+            want = ref.encode(gt[matched_row[k]][None], box[None], WEIGHTS)[0]
             np.testing.assert_allclose(target, want, rtol=1e-4, atol=1e-4, err_msg=f"seed={seed}")
 
 
@@ -55,7 +65,7 @@ def test_losses_are_mean_cross_entropy_and_foreground_l1_over_all_samples(rng, s
     targets = rng.normal(0, 1, (num_rois, 4)).astype(np.float32)
     classes = rng.integers(0, num_classes + 1, num_rois).astype(np.int32)
     valid = rng.uniform(size=num_rois) < 0.8
-    got = roi_box_head.box_head_losses(logits, deltas, classes, valid, targets)
+    got = roi_box_head.box_head_losses(logits, deltas, classes, valid, targets, smooth_l1_beta=0.0)
     fg = valid & (classes < num_classes)
     l1 = np.abs(deltas[np.flatnonzero(fg), classes[fg]].astype(np.float64) - targets[fg]).sum()
     np.testing.assert_allclose(
@@ -70,9 +80,9 @@ def test_detect_equals_fast_rcnn_inference(rng, seed):
     proposal_valid = rng.uniform(size=num_rois) < 0.9
     logits = rng.normal(0, 2, (num_rois, num_classes + 1)).astype(np.float32)
     deltas = rng.normal(0, 1, (num_rois, num_classes, 4)).astype(np.float32)
-    boxes, scores, classes, valid = jax.jit(functools.partial(roi_box_head.detect, max_detections=40))(
-        logits, deltas, proposals, proposal_valid, image_size
-    )
+    detect = functools.partial(roi_box_head.detect, score_threshold=0.05, nms_threshold=0.5, max_detections=40)
+    got = jax.jit(detect)(logits, deltas, proposals, proposal_valid, image_size)
+    boxes, scores, classes, valid = (np.asarray(got[k]) for k in ("boxes", "scores", "classes", "valid"))
     want_boxes, want_scores, want_classes = ref.fast_rcnn_inference(
         logits[proposal_valid], deltas[proposal_valid], proposals[proposal_valid], image_size, max_detections=40
     )
@@ -86,7 +96,7 @@ def test_detect_equals_fast_rcnn_inference(rng, seed):
 
 def test_fc_head_is_two_relu_layers_then_class_and_box_predictors(rng, seed):
     pooled = rng.normal(size=(6, 7, 7, 4)).astype(np.float32)
-    head = roi_box_head.FCBoxHead(num_classes=3, fc_dim=16)
+    head = roi_box_head.FCBoxHead(num_classes=3, fc_dim=16, num_fc=2)
     shapes = jax.eval_shape(lambda: head.init(jax.random.key(0), pooled))
     params = jax.tree.map(lambda s: rng.normal(0, 0.2, s.shape).astype(np.float32), shapes["params"])
     logits, deltas = jax.jit(lambda p, x: head.apply({"params": p}, x))(params, pooled)

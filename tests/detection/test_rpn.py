@@ -50,9 +50,10 @@ def test_targets_sample_matched_anchors_like_detectron2(rng, seed):
         [ref.anchors((8, 8), 8, (16, 32), (0.25, 1.0, 4.0)), ref.anchors((4, 4), 16, (48,), (0.25, 1.0, 4.0))]
     )
     gt, valid, crowd = random_gt(rng, 5, 3, image_size, crowd=True)
-    labels, targets = jax.jit(functools.partial(rpn.rpn_targets, num_samples=num_samples, positive_fraction=0.5))(
-        anchors.astype(np.float32), gt, valid, crowd, jax.random.PRNGKey(seed)
+    targets_fn = functools.partial(
+        rpn.rpn_targets, fg_iou_threshold=0.7, bg_iou_threshold=0.3, num_samples=num_samples, positive_fraction=0.5
     )
+    labels, targets = jax.jit(targets_fn)(anchors.astype(np.float32), gt, valid, crowd, jax.random.PRNGKey(seed))
     labels, targets = np.asarray(labels), np.asarray(targets)
 
     real = valid & ~crowd
@@ -99,7 +100,9 @@ def test_proposals_equal_detectron2_find_top_rpn_proposals(rng, seed):
     deltas = [rng.normal(0, 0.3, (len(a), 4)).astype(np.float32) for a in level_anchors]
     image_size = np.array([rng.integers(40, 65), rng.integers(40, 65)], np.float32)  # inside a 64 canvas
     pre, post = 100, 120
-    select = jax.jit(functools.partial(rpn.select_proposals, pre_nms_topk=pre, post_nms_topk=post, nms_threshold=0.7))
+    select = jax.jit(
+        functools.partial(rpn.select_proposals, pre_nms_topk=pre, post_nms_topk=post, nms_threshold=0.7, min_size=0.0)
+    )
     boxes, scores, valid = select(logits, deltas, [a.astype(np.float32) for a in level_anchors], image_size)
     want_boxes, want_scores = ref.find_top_proposals(logits, deltas, level_anchors, image_size, pre, post, 0.7)
     count = int(np.sum(valid))

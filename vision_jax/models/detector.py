@@ -120,9 +120,3 @@ class Detector(nn.Module):
             return self.detect(outputs, images, image_sizes)
         return self.losses(outputs, images, image_sizes, check_targets(targets, images.shape[0]))
 
-
-def check_train_inputs(gt_boxes, gt_classes, gt_valid, gt_is_crowd) -> jax.Array:  # TODO(reshape): remove
-    """Transitional: the old keyword-argument contract, until every family subclasses Detector."""
-    if gt_boxes is None or gt_classes is None or gt_valid is None:
-        raise ValueError("training needs gt_boxes [B, G, 4], gt_classes [B, G] and gt_valid [B, G]")
-    return jnp.zeros(gt_valid.shape, bool) if gt_is_crowd is None else gt_is_crowd

@@ -1,10 +1,13 @@
 """The R-CNN family: Faster R-CNN (FPN and C4) — the RPN, RoI box head, their targets, losses and
 decoding, and the builders. Fast R-CNN, R-CNN and Mask R-CNN join this folder.
 
-    settings.py     RCNNSettings: every hyper-parameter (config.model.rcnn.*)
+    settings.py     RCNNSettings: every hyper-parameter and its default (config.model.rcnn.*);
+                    the modules take it whole (`settings=`) and restate no default
     rpn.py          RPN head, anchor targets and losses, proposal selection
-    box_head.py     RoI box heads (FC, res5), RoI targets and Fast R-CNN losses
-    faster_rcnn.py  the two-stage detectors (FPN, C4) on the detector contract
+    box_head.py     RoI box heads (FC, res5), RoI targets (with each RoI's matched ground truth),
+                    Fast R-CNN losses, inference through vision_jax.ops.multiclass_detections
+    faster_rcnn.py  TwoStageDetector and the two detectors (FPN, C4) on the contract of
+                    vision_jax/models/detector.py
     build.py        build_faster_rcnn / build_faster_rcnn_c4 (config, num_classes)
 """
 

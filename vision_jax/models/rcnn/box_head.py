@@ -1,22 +1,27 @@
 """Fast R-CNN box head (Girshick, 2015) as detectron2's StandardROIHeads: targets, losses, inference.
 
-Static-shape versions of detectron2's pieces:
+Static-shape versions of detectron2's pieces; the hyper-parameters are RCNNSettings' `roi_*`,
+`box_head_*` and `test_*` fields (settings.py), which the detectors (faster_rcnn.py) pass here:
 
-* `roi_targets` (per image): the ground-truth boxes are appended to the proposals
-  (PROPOSAL_APPEND_GT), each candidate is matched at IoU >= `iou_threshold` (0.5, no ignore band,
-  no low-quality matches) and a fixed-size random sample of `num_samples` (512) candidates is
-  drawn with at most `positive_fraction` (25%) foreground. Background has class C (the last of
-  C + 1 logits, detectron2's convention); class-specific box targets use weights (10, 10, 5, 5).
+* `roi_targets` (per image): the ground-truth boxes are appended to the proposals (append_gt,
+  PROPOSAL_APPEND_GT), each candidate is matched at IoU >= `iou_threshold` (no ignore band, no
+  low-quality matches) and a fixed-size random sample of `num_samples` candidates is drawn with
+  at most `positive_fraction` foreground. Background has class C (the last of C + 1 logits,
+  detectron2's convention); class-specific box targets use weights BOX_WEIGHTS (10, 10, 5, 5).
+  Each sampled RoI also carries the index of its matched ground truth (mask targets need it).
 * `box_head_losses`: softmax cross-entropy over every sampled RoI (mean), and L1 (smooth-L1 for
   beta > 0) on the foreground RoIs' deltas of their ground-truth class, summed and divided by the
   number of sampled RoIs (detectron2's FastRCNNOutputLayers.losses).
-* `detect` (per image): softmax scores without the background, boxes decoded per class and
-  clipped to the image, candidates with score > `score_threshold` (0.05), class-aware NMS at
-  `nms_threshold` (0.5), the best `max_detections` (100) (fast_rcnn_inference_single_image).
+* `detect` (per image): boxes decoded per class, softmax scores without the background, then the
+  one post-processor `vision_jax.ops.multiclass_detections` (clip to the image, drop padding
+  proposals and non-finite candidates, score > `score_threshold`, class-aware NMS at
+  `nms_threshold`, the best `max_detections`): detectron2's fast_rcnn_inference_single_image.
 
 Heads map pooled RoI features to (class logits [R, C + 1], deltas [R, C, 4]):
-`FCBoxHead` (flatten + num_fc x FC-1024 + ReLU, the FPN model's) and `Res5BoxHead` (ResNet's
+`FCBoxHead` (flatten + num_fc x FC-fc_dim + ReLU, the FPN model's) and `Res5BoxHead` (ResNet's
 res5 stage + global average pooling, the C4 model's).
+
+Boxes are (x1, y1, x2, y2) in network-input pixels.
 """
 
 from __future__ import annotations
@@ -58,14 +63,15 @@ class BoxPredictor(nn.Module):
 
 
 class FCBoxHead(nn.Module):
-    """detectron2's FastRCNNConvFCHead with NUM_FC fully connected layers, then BoxPredictor.
+    """detectron2's FastRCNNConvFCHead with `num_fc` fully connected layers of `fc_dim` + ReLU,
+    then BoxPredictor (RCNNSettings.box_head_num_fc / box_head_fc_dim).
 
-    __call__(pooled: [R, h, w, C], train) -> (logits [R, C + 1], deltas [R, C, 4]).
+    __call__(pooled: [R, h, w, C], train) -> (logits float32 [R, C + 1], deltas float32 [R, C, 4]).
     """
 
     num_classes: int
-    fc_dim: int = 1024
-    num_fc: int = 2
+    fc_dim: int
+    num_fc: int
     dtype: Any = None
 
     @nn.compact
@@ -80,14 +86,18 @@ class FCBoxHead(nn.Module):
 class Res5BoxHead(nn.Module):
     """The C4 model's head: ResNet's res5 stage (stride 2) on the pooled RoIs, global average pool.
 
-    __call__(pooled: [R, 14, 14, C4], train) -> (logits [R, C + 1], deltas [R, C, 4]).
+    Attributes: block ('basic' | 'bottleneck'), num_blocks, width (inner width of the res5 blocks,
+    8 x the ResNet's base width) and norm are the backbone ResNet's fourth stage; bn_axis_name is
+    its cross-replica BatchNorm axis (vision_jax.models.from_config.bn_axis_name).
+
+    __call__(pooled: [R, h, w, C4], train) -> (logits float32 [R, C + 1], deltas float32 [R, C, 4]).
     """
 
     num_classes: int
-    block: str = "bottleneck"
-    num_blocks: int = 3
-    width: int = 512  # inner width of the res5 blocks (ResNet's 8 x base width)
-    norm: str = "batch"
+    block: str
+    num_blocks: int
+    width: int
+    norm: str
     bn_axis_name: str | None = None
     dtype: Any = None
 
@@ -116,22 +126,25 @@ def roi_targets(
     key: jax.Array,
     *,
     num_classes: int,
-    iou_threshold: float = 0.5,
-    num_samples: int = 512,
-    positive_fraction: float = 0.25,
-    append_gt: bool = True,
+    iou_threshold: float,
+    num_samples: int,
+    positive_fraction: float,
+    append_gt: bool,
     box_weights: Sequence[float] = BOX_WEIGHTS,
-):
+) -> dict[str, jax.Array]:
     """Sampled RoIs of one image and their targets (module docstring).
 
     Args:
-      proposals: [P, 4]; proposal_valid: [P] bool; gt_boxes: [G, 4]; gt_classes: [G] int in
-      0..C-1; gt_valid, gt_is_crowd: [G] bool; key: PRNG key.
+      proposals: float [P, 4] input pixels; proposal_valid: bool [P]; gt_boxes: float [G, 4]
+      input pixels; gt_classes: int [G] in 0..C-1; gt_valid, gt_is_crowd: bool [G]; key: PRNG key.
     Returns:
-      boxes: float32 [num_samples, 4] sampled RoIs (zeros on padding rows);
-      classes: int32 [num_samples], the matched class or num_classes for background;
-      valid: bool [num_samples], False on padding rows (fewer candidates than num_samples);
-      box_targets: float32 [num_samples, 4] deltas to the matched ground truth.
+      {'boxes': float32 [num_samples, 4] sampled RoIs in input pixels (zeros on padding rows),
+       'classes': int32 [num_samples], the matched class or num_classes for background,
+       'valid': bool [num_samples], False on padding rows (fewer candidates than num_samples),
+       'box_targets': float32 [num_samples, 4] deltas to the matched ground truth (zeros where
+         not foreground),
+       'gt_index': int32 [num_samples], the row of gt_boxes each RoI is matched to (meaningful
+         where foreground: valid and class < num_classes)}.
     """
     candidates, candidate_valid = proposals, proposal_valid
     if append_gt:
@@ -150,11 +163,17 @@ def roi_targets(
     indices, valid = vops.sample_balanced(labels, key, num_samples, positive_fraction)
     safe = jnp.where(valid, indices, 0)
     boxes = jnp.where(valid[:, None], candidates[safe], 0.0)
-    matched_gt = matched[safe]
+    gt_index = matched[safe].astype(jnp.int32)
     foreground = valid & (labels[safe] == 1)
-    classes = jnp.where(foreground, gt_classes[matched_gt], num_classes).astype(jnp.int32)
-    box_targets = vops.encode_boxes(gt_boxes[matched_gt], boxes, weights=box_weights)
-    return boxes, classes, valid, jnp.where(foreground[:, None], box_targets, 0.0)
+    classes = jnp.where(foreground, gt_classes[gt_index], num_classes).astype(jnp.int32)
+    box_targets = vops.encode_boxes(gt_boxes[gt_index], boxes, weights=box_weights)
+    return {
+        "boxes": boxes,
+        "classes": classes,
+        "valid": valid,
+        "box_targets": jnp.where(foreground[:, None], box_targets, 0.0),
+        "gt_index": gt_index,
+    }
 
 
 def box_head_losses(
@@ -163,16 +182,19 @@ def box_head_losses(
     classes: jax.Array,
     valid: jax.Array,
     box_targets: jax.Array,
-    smooth_l1_beta: float = 0.0,
+    *,
+    smooth_l1_beta: float,
 ) -> dict[str, jax.Array]:
     """detectron2's Fast R-CNN losses over all sampled RoIs of a batch.
 
     Args:
-      logits: [N, C + 1]; deltas: [N, C, 4]; classes: int [N] in 0..C (C = background);
-      valid: bool [N]; box_targets: [N, 4].
+      logits: float [N, C + 1] (background last); deltas: float [N, C, 4]; classes: int [N] in
+      0..C (C = background); valid: bool [N]; box_targets: float [N, 4] (BOX_WEIGHTS deltas);
+      smooth_l1_beta: 0 = L1.
     Returns:
-      {'loss_cls', 'loss_box_reg', 'cls_accuracy', 'fg_cls_accuracy', 'num_fg'} scalars (the last
-      three are metrics: accuracy over sampled RoIs, over foreground ones, foreground per batch).
+      {'loss_cls', 'loss_box_reg', 'cls_accuracy', 'fg_cls_accuracy', 'num_fg'} float32 scalars
+      (the last three are metrics: accuracy over sampled RoIs, over foreground ones, and the
+      number of foreground RoIs in the batch).
     """
     num_classes = deltas.shape[1]
     count = jnp.maximum(jnp.sum(valid), 1).astype(jnp.float32)
@@ -198,36 +220,29 @@ def detect(
     proposal_valid: jax.Array,
     image_size: jax.Array,
     *,
-    score_threshold: float = 0.05,
-    nms_threshold: float = 0.5,
-    max_detections: int = 100,
+    score_threshold: float,
+    nms_threshold: float,
+    max_detections: int,
     box_weights: Sequence[float] = BOX_WEIGHTS,
-):
+) -> dict[str, jax.Array]:
     """Detections of one image (module docstring).
 
     Args:
-      logits: [R, C + 1]; deltas: [R, C, 4]; proposals: [R, 4]; proposal_valid: [R] bool;
-      image_size: [2] (height, width) to clip to.
+      logits: float [R, C + 1] (background last); deltas: float [R, C, 4] (BOX_WEIGHTS);
+      proposals: float [R, 4] input pixels; proposal_valid: bool [R]; image_size: [2] (height,
+      width) in input pixels to clip to.
     Returns:
-      boxes float32 [K, 4], scores float32 [K], classes int32 [K] in 0..C-1, valid bool [K] with
-      K = max_detections, by decreasing score; padding rows are zeros / class 0 / invalid.
+      `vision_jax.ops.multiclass_detections`' dict: 'boxes' float32 [K, 4] input pixels, 'scores'
+      float32 [K], 'classes' int32 [K] in 0..C-1, 'valid' bool [K] with K = max_detections, by
+      decreasing score; padding rows are zeros / class 0 / invalid.
     """
-    num_rois, num_classes = deltas.shape[:2]
-    scores = jax.nn.softmax(logits, axis=-1)[:, :num_classes]
-    boxes = vops.decode_boxes(deltas, proposals[:, None, :], weights=box_weights)
-    boxes = vops.clip_boxes(boxes, image_size[0], image_size[1]).reshape(-1, 4)
-    classes = jnp.broadcast_to(jnp.arange(num_classes, dtype=jnp.int32), (num_rois, num_classes))
-    classes, scores = classes.reshape(-1), scores.reshape(-1)
-    usable = jnp.repeat(proposal_valid, num_classes) & jnp.all(jnp.isfinite(boxes), -1) & jnp.isfinite(scores)
-    scores = jnp.where(usable, scores, -jnp.inf)
-    indices, num_valid = vops.batched_nms(
-        boxes, scores, classes, nms_threshold, max_detections, score_threshold=score_threshold
-    )
-    valid = jnp.arange(max_detections) < num_valid
-    safe = jnp.where(valid, indices, 0)
-    return (
-        jnp.where(valid[:, None], boxes[safe], 0.0),
-        jnp.where(valid, scores[safe], 0.0),
-        jnp.where(valid, classes[safe], 0),
-        valid,
+    boxes = vops.decode_boxes(deltas, proposals[:, None, :], weights=box_weights)  # [R, C, 4]
+    return vops.multiclass_detections(
+        boxes,
+        vops.foreground_scores(logits),
+        image_size,
+        score_threshold=score_threshold,
+        nms_threshold=nms_threshold,
+        max_detections=max_detections,
+        valid=proposal_valid,
     )

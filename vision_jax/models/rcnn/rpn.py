@@ -1,21 +1,24 @@
 """Region Proposal Network (Ren et al., 2015): head, training targets and losses, proposal selection.
 
-Everything follows detectron2's StandardRPNHead / RPN / find_top_rpn_proposals, with static shapes:
+Everything follows detectron2's StandardRPNHead / RPN / find_top_rpn_proposals, with static shapes;
+the hyper-parameters are RCNNSettings' `rpn_*` and `anchor_*` fields (settings.py), which the
+detectors (faster_rcnn.py) pass to these functions:
 
 * head: a shared 3x3 conv + ReLU, then 1x1 convs to A objectness logits and 4A box deltas per
   location, the same weights on every pyramid level. Outputs are flattened location-major,
-  anchor-minor, the order of `vision_jax.ops.multilevel_anchors`.
-* targets (per image): anchors matched to ground truth at IoU >= fg (0.7) foreground, < bg (0.3)
-  background, ignore in between, plus low-quality matches (every anchor with a ground truth's
-  highest IoU is foreground); crowd boxes are never matched and anchors mostly inside one are
-  ignored. A fixed-size random sample of `num_samples` (256) anchors, at most
-  `positive_fraction` (0.5) of them foreground, is the loss's support.
+  anchor-minor, the order of `vision_jax.ops.grid_anchors`.
+* targets (per image): anchors matched to ground truth at IoU >= fg_iou_threshold foreground,
+  < bg_iou_threshold background, ignored in between, plus low-quality matches (every anchor with
+  a ground truth's highest IoU is foreground); crowd boxes are never matched and anchors mostly
+  inside one are ignored. A fixed-size random sample of `num_samples` anchors, at most
+  `positive_fraction` of them foreground, is the loss's support.
 * losses: binary cross-entropy of the objectness logits over the sampled anchors and an L1
   (smooth-L1 with beta > 0) loss of the deltas over the sampled foreground anchors, both summed
   and divided by num_samples x the number of images (detectron2's normaliser).
 * proposals (per image): per level the top `pre_nms_topk` anchors by objectness, decoded, clipped
-  to the image, empty boxes dropped; NMS at `nms_threshold` within each level (detectron2 and
-  torchvision run batched NMS with the level as the class); the `post_nms_topk` best overall.
+  to the image, boxes with a side <= min_size dropped; NMS at `nms_threshold` within each level
+  (detectron2 and torchvision run batched NMS with the level as the class); the `post_nms_topk`
+  best overall.
 
 Boxes are (x1, y1, x2, y2) in network-input pixels; deltas use weights (1, 1, 1, 1).
 """
@@ -72,15 +75,16 @@ def rpn_targets(
     gt_is_crowd: jax.Array,
     key: jax.Array,
     *,
-    fg_iou_threshold: float = 0.7,
-    bg_iou_threshold: float = 0.3,
-    num_samples: int = 256,
-    positive_fraction: float = 0.5,
+    fg_iou_threshold: float,
+    bg_iou_threshold: float,
+    num_samples: int,
+    positive_fraction: float,
 ):
     """Sampled anchor labels and box targets of one image (module docstring).
 
     Args:
-      anchors: [A, 4]; gt_boxes: [G, 4]; gt_valid, gt_is_crowd: [G] bool; key: PRNG key.
+      anchors: float [A, 4] input pixels; gt_boxes: float [G, 4] input pixels; gt_valid,
+      gt_is_crowd: bool [G]; key: PRNG key.
     Returns:
       labels: int32 [A]: 1 sampled foreground, 0 sampled background, -1 not sampled.
       box_targets: float32 [A, 4], deltas from each anchor to its matched ground truth (meaningful
@@ -107,15 +111,17 @@ def rpn_losses(
     labels: jax.Array,
     box_targets: jax.Array,
     num_samples: int,
-    smooth_l1_beta: float = 0.0,
+    *,
+    smooth_l1_beta: float,
 ) -> dict[str, jax.Array]:
     """detectron2's RPN losses over a batch.
 
     Args:
-      objectness: [B, A] logits; deltas: [B, A, 4]; labels: [B, A] from `rpn_targets`;
-      box_targets: [B, A, 4]; num_samples: anchors sampled per image (the normaliser's factor).
+      objectness: float [B, A] logits; deltas: float [B, A, 4]; labels: int [B, A] from
+      `rpn_targets`; box_targets: float [B, A, 4]; num_samples: anchors sampled per image (the
+      normaliser's factor); smooth_l1_beta: 0 = L1.
     Returns:
-      {'loss_rpn_cls': scalar, 'loss_rpn_loc': scalar}.
+      {'loss_rpn_cls': float32 scalar, 'loss_rpn_loc': float32 scalar}.
     """
     normaliser = num_samples * objectness.shape[0]
     sampled = labels >= 0
@@ -135,8 +141,8 @@ def select_proposals(
     *,
     pre_nms_topk: int,
     post_nms_topk: int,
-    nms_threshold: float = 0.7,
-    min_size: float = 0.0,
+    nms_threshold: float,
+    min_size: float,
 ):
     """Proposals of one image (module docstring).
 

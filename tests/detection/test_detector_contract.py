@@ -1,0 +1,154 @@
+"""Every detector of the model table keeps the one contract (vision_jax/models/detector.py).
+
+Specification, for each detection model, built through the table from a tiny config:
+* init(images, image_sizes, train=False) makes the parameters without running the decoding;
+* apply(v, images, image_sizes, targets, train=True) -> {'losses': {...}, 'metrics': {...}},
+  every value a finite float32 scalar, at least one loss depending on the parameters;
+* apply(v, images, image_sizes, train=False) -> boxes float32 [B, K, 4], scores float32 [B, K],
+  classes int32 [B, K] in 0..C-1, valid bool [B, K], K = the family's max_detections; valid rows
+  lie inside the image and are sorted by decreasing score, padding rows are zero;
+* the jitted train step compiles once whatever the number of objects in the batch;
+* training without targets is refused with a message that names them.
+A detector added to the table without a TINY entry below fails here, on purpose.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vision_jax.models.table import MODELS
+from vision_jax.train.config import base_config
+
+DETECTORS = sorted(name for name, spec in MODELS.items() if spec.task == "detection")
+NUM_CLASSES = 3
+SIZE = 64
+BATCH = 2
+MAX_OBJECTS = 4
+
+# model name -> (shared model keys, the family's group keys): small enough to compile fast.
+TINY = {
+    "faster_rcnn": (
+        {"backbone": "resnet18", "width": 8},
+        {"fpn_channels": 16, "rpn_pre_nms_topk_train": 100, "rpn_post_nms_topk_train": 40,
+         "rpn_pre_nms_topk_test": 100, "rpn_post_nms_topk_test": 40, "roi_num_samples": 16,
+         "box_head_fc_dim": 32, "test_max_detections": 10,
+         "anchor_sizes": ((8,), (16,), (32,), (64,), (128,))},
+    ),
+    "faster_rcnn_c4": (
+        {"backbone": "resnet18", "width": 8},
+        {"anchor_sizes": ((8, 16, 32),), "roi_pooler_resolution": 8, "rpn_pre_nms_topk_train": 100,
+         "rpn_post_nms_topk_train": 40, "rpn_pre_nms_topk_test": 100, "rpn_post_nms_topk_test": 40,
+         "roi_num_samples": 16, "test_max_detections": 10},
+    ),
+    "ssd": (
+        {"backbone": "resnet18", "width": 8},
+        {"resnet_sources": ("C3", "C4", "C5"), "resnet_source_channels": 16,
+         "extras": ((8, 16, 3, 2, 1),), "aspect_ratios": ((2,), (2,), (2,), (2,)),
+         "scales": (0.1, 0.3, 0.5, 0.7, 0.9), "steps": (), "l2norm": False, "max_detections": 10},
+    ),
+    "yolo_v1": (
+        {"backbone": "resnet18", "width": 8},
+        {"grid_size": 4, "feature": "C4", "head_channels": 16, "fc_dim": 32, "max_detections": 10},
+    ),
+    "yolo_v3": (
+        {"backbone": "resnet18", "width": 8},
+        {"neck_channels": 16, "max_detections": 10,
+         "priors": ((6, 6), (8, 8), (10, 10), (14, 14), (18, 18), (22, 22), (28, 28), (36, 36), (48, 48))},
+    ),
+}  # fmt: skip
+
+
+def tiny_detector(name):
+    spec = MODELS[name]
+    assert name in TINY, f"detector {name!r} has no tiny setup in this test: add one to TINY"
+    config = base_config("detection", model=name)
+    config.data.image_size, config.data.fixed_size = SIZE, True
+    shared, group = TINY[name]
+    for key, value in shared.items():
+        config.model[key] = value
+    for key, value in group.items():
+        config.model[spec.group][key] = value
+    return spec.build(config, NUM_CLASSES)
+
+
+def random_targets(rng, num_objects):
+    """Padded ground truth [BATCH, MAX_OBJECTS] with num_objects valid boxes per image."""
+    xy = rng.uniform(0, SIZE - 24, (BATCH, MAX_OBJECTS, 2))
+    wh = rng.uniform(8, 24, (BATCH, MAX_OBJECTS, 2))
+    valid = np.broadcast_to(np.arange(MAX_OBJECTS) < num_objects, (BATCH, MAX_OBJECTS)).copy()
+    return {
+        "boxes": np.where(valid[..., None], np.concatenate([xy, xy + wh], -1), 0).astype(np.float32),
+        "classes": np.where(valid, rng.integers(0, NUM_CLASSES, (BATCH, MAX_OBJECTS)), 0).astype(np.int32),
+        "valid": valid,
+        "is_crowd": np.zeros((BATCH, MAX_OBJECTS), bool),
+    }
+
+
+@pytest.fixture(scope="module", params=DETECTORS)
+def built(request):
+    model = tiny_detector(request.param)
+    images = jnp.asarray(np.random.default_rng(0).normal(size=(BATCH, SIZE, SIZE, 3)), jnp.float32)
+    sizes = jnp.asarray([[SIZE, SIZE], [SIZE - 16, SIZE - 8]], jnp.float32)
+    variables = jax.jit(lambda key: model.init(key, images, sizes, train=False))(jax.random.key(0, impl="rbg"))
+    return request.param, model, variables, images, sizes
+
+
+def test_training_returns_finite_named_float32_losses_and_compiles_once(built, rng, seed):
+    name, model, variables, images, sizes = built
+
+    @jax.jit
+    def step(variables, targets, key):
+        def total(params):
+            out, _ = model.apply(
+                {**variables, "params": params}, images, sizes, targets, train=True,
+                rngs={"sampling": key}, mutable=["batch_stats"],
+            )  # fmt: skip
+            return sum(out["losses"].values()), out
+
+        return jax.value_and_grad(total, has_aux=True)(variables["params"])
+
+    for num_objects in (1, MAX_OBJECTS, 0):
+        (loss, out), grads = step(variables, random_targets(rng, num_objects), jax.random.key(seed))
+        assert set(out) == {"losses", "metrics"}, f"{name}: train output keys {sorted(out)}"
+        assert out["losses"], f"{name}: no named losses"
+        for group in ("losses", "metrics"):
+            for key, value in out[group].items():
+                assert value.shape == () and value.dtype == jnp.float32, f"{name} {group}.{key}: {value.shape} {value.dtype}"
+                assert np.isfinite(value), f"{name} {group}.{key}={value} with {num_objects} objects, seed {seed}"
+        gradient_norm = sum(float(jnp.sum(g.astype(jnp.float32) ** 2)) for g in jax.tree.leaves(grads))
+        assert np.isfinite(gradient_norm), f"{name}: gradient not finite, seed {seed}"
+        if num_objects:
+            assert gradient_norm > 0, f"{name}: the losses do not depend on the parameters"
+    assert step._cache_size() == 1, f"{name}: the train step compiled {step._cache_size()} times"
+
+
+def test_inference_returns_the_detections_dict(built):
+    name, model, variables, images, sizes = built
+    out = jax.jit(lambda v: model.apply(v, images, sizes, train=False))(variables)
+    assert set(out) == {"boxes", "scores", "classes", "valid"}, f"{name}: {sorted(out)}"
+    k = out["scores"].shape[1]
+    expected = {"boxes": ((BATCH, k, 4), jnp.float32), "scores": ((BATCH, k), jnp.float32),
+                "classes": ((BATCH, k), jnp.int32), "valid": ((BATCH, k), jnp.bool_)}  # fmt: skip
+    for key, (shape, dtype) in expected.items():
+        assert out[key].shape == shape and out[key].dtype == dtype, f"{name} {key}: {out[key].shape} {out[key].dtype}"
+    assert k == 10, f"{name}: K={k}, expected the configured max_detections"
+    boxes, scores, classes, valid = (np.asarray(out[key]) for key in ("boxes", "scores", "classes", "valid"))
+    for b in range(BATCH):
+        height, width = np.asarray(sizes[b])
+        kept = valid[b]
+        assert np.all(kept[: kept.sum()]), f"{name}: valid rows must come first"
+        assert np.all(np.diff(scores[b][kept]) <= 0), f"{name}: scores not decreasing"
+        assert np.all((classes[b][kept] >= 0) & (classes[b][kept] < NUM_CLASSES))
+        assert np.all(boxes[b][kept] >= 0) and np.all(boxes[b][kept][:, [0, 2]] <= width)
+        assert np.all(boxes[b][kept][:, [1, 3]] <= height)
+        assert np.all(boxes[b][~kept] == 0) and np.all(scores[b][~kept] == 0)
+
+
+def test_training_without_targets_is_refused_by_name(built):
+    name, model, variables, images, sizes = built
+    with pytest.raises(ValueError, match="training needs targets"):
+        model.apply(variables, images, sizes, None, train=True, rngs={"sampling": jax.random.key(0)},
+                    mutable=["batch_stats"])  # fmt: skip
