@@ -1,7 +1,7 @@
 """Every config in configs/ builds its model and traces a train step (jax.eval_shape: no FLOPs).
 
 Full-size configs (ImageNet ResNet-50, COCO detectors, ...) are for GPU hosts; here they are
-checked by building and tracing them on tfds mock data, as DESIGN.md asks.
+checked by building and tracing them on tfds mock data (docs/DESIGN.md, "Verification").
 """
 
 import contextlib
@@ -14,7 +14,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import ml_collections
+
 from vision_jax.data import datasets
+from vision_jax.models.settings import config_group
+from vision_jax.models.table import MODELS
 from vision_jax.tasks import get_task
 from vision_jax.train.config import load_config_file, validate
 
@@ -31,6 +35,15 @@ def load_config(relative_path):
 def test_config_docstring_holds_its_command(path):
     text = open(os.path.join(REPO, path)).read()
     assert f"python scripts/train.py --config {path}" in text, f"{path}: docstring must give the exact run command"
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_config_holds_only_its_models_group_with_known_keys(path):
+    config = load_config(path)
+    spec = MODELS[config.model.name]
+    groups = sorted(k for k, v in config.model.items() if isinstance(v, ml_collections.ConfigDict))
+    assert groups == [spec.group], f"{path}: config.model holds groups {groups}, expected only {spec.group!r}"
+    assert set(config.model[spec.group].keys()) == set(config_group(spec.settings).keys())
 
 
 @pytest.mark.parametrize("path", CONFIGS)

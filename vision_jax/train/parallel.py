@@ -4,7 +4,7 @@ The step functions are written per device (pmap's programming model) and wrapped
 `jax.shard_map` under `jax.jit`: the batch is split on `"data"`, parameters are replicated.
 We pass `check_vma=False` and reduce explicitly with `lax.pmean`: under the default
 `check_vma=True` the gradient of a replicated parameter comes back already summed over
-devices, and a pmap-style `pmean` on top would give `n_devices ×` the gradient (DESIGN.md).
+devices, and a pmap-style `pmean` on top would give `n_devices ×` the gradient (docs/DESIGN.md).
 """
 
 from __future__ import annotations
