@@ -47,14 +47,17 @@ Features = dict[int, jax.Array]  # {level: [B, ceil(S / 2**level), ceil(S / 2**l
 
 
 class TwoStageDetector(Detector):
-    """The shared flow (module docstring). Subclasses define `setup` (self.rpn_head, self.box_head
-    and what `features` needs), `features`, `rpn_levels`, `pool_rois` and may extend
-    `check_settings`."""
+    """The shared flow (module docstring). Subclasses extend `setup` (self.box_head and what
+    `features` needs; the RPN head is built here, the same in every variant), define `features`,
+    `rpn_levels`, `pool_rois` and may extend `check_settings`."""
 
     backbone: nn.Module
     num_classes: int
     settings: RCNNSettings = RCNNSettings()
     dtype: Any = None
+
+    def setup(self):
+        self.rpn_head = rpn.RPNHead(self.settings.anchors_per_location, dtype=self.dtype)
 
     # --- pieces a subclass supplies -------------------------------------------------------------
     def features(self, images: jax.Array, train: bool) -> Features:
@@ -268,9 +271,9 @@ class FasterRCNN(TwoStageDetector):
     """
 
     def setup(self):
+        super().setup()
         s = self.settings
         self.fpn = FPN(s.fpn_channels, dtype=self.dtype)
-        self.rpn_head = rpn.RPNHead(s.anchors_per_location, dtype=self.dtype)
         self.box_head = roi_box_head.FCBoxHead(self.num_classes, s.box_head_fc_dim, s.box_head_num_fc, dtype=self.dtype)
 
     @classmethod
@@ -324,7 +327,7 @@ class FasterRCNNC4(TwoStageDetector):
     res5_bn_axis_name: str | None = dataclasses.field(default=None, kw_only=True)
 
     def setup(self):
-        self.rpn_head = rpn.RPNHead(self.settings.anchors_per_location, dtype=self.dtype)
+        super().setup()
         self.box_head = roi_box_head.Res5BoxHead(
             self.num_classes,
             self.res5_block,

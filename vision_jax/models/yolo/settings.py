@@ -22,6 +22,10 @@ class YOLODecodingSettings:
     max_detections: int = 100
     pre_nms_topk: int = 1000
 
+    def postprocess_kwargs(self) -> dict:
+        """These fields as the keyword arguments of vision_jax.ops.multiclass_detections."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(YOLODecodingSettings)}
+
     def check(self) -> None:
         require(0.0 <= self.nms_threshold <= 1.0, "nms_threshold", self.nms_threshold, "must be in [0, 1]")
         require(self.max_detections >= 1, "max_detections", self.max_detections, "must be >= 1")

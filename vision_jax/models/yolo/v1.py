@@ -120,14 +120,6 @@ class YOLOv1(Detector):
         def per_image(boxes, confidences, class_probs, image_size):
             xyxy = vops.yolo_v1_boxes_to_xyxy(boxes, canvas).reshape(-1, 4)  # [S*S*B', 4], cell-major
             scores = (confidences[..., None] * class_probs[:, :, None, :]).reshape(xyxy.shape[0], -1)
-            return vops.multiclass_detections(
-                xyxy,
-                scores,
-                image_size,
-                score_threshold=s.score_threshold,
-                nms_threshold=s.nms_threshold,
-                max_detections=s.max_detections,
-                pre_nms_topk=s.pre_nms_topk,
-            )
+            return vops.multiclass_detections(xyxy, scores, image_size, **s.postprocess_kwargs())
 
         return jax.vmap(per_image)(boxes, confidences, class_probs, image_sizes)

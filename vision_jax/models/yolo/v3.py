@@ -20,6 +20,8 @@ each box for each class with sigmoid(t_o) x sigmoid(t_c), through
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any
 
 import flax.linen as nn
@@ -113,16 +115,5 @@ class YOLOv3(Detector):
         s = self.settings
         raw, boxes, _, _ = self.decode(outputs, images)
         scores = jax.nn.sigmoid(raw[..., 4:5]) * jax.nn.sigmoid(raw[..., 5:])  # [B, N, C]
-
-        def per_image(boxes, scores, image_size):
-            return vops.multiclass_detections(
-                boxes,
-                scores,
-                image_size,
-                score_threshold=s.score_threshold,
-                nms_threshold=s.nms_threshold,
-                max_detections=s.max_detections,
-                pre_nms_topk=s.pre_nms_topk,
-            )
-
+        per_image = functools.partial(vops.multiclass_detections, **s.postprocess_kwargs())
         return jax.vmap(per_image)(boxes, scores, image_sizes)
