@@ -57,7 +57,8 @@ class TwoStageDetector(Detector):
     dtype: Any = None
 
     def setup(self):
-        self.rpn_head = rpn.RPNHead(self.settings.anchors_per_location, dtype=self.dtype)
+        s = self.settings
+        self.rpn_head = rpn.RPNHead(s.anchors_per_location, s.rpn_conv_channels, dtype=self.dtype)
 
     # --- pieces a subclass supplies -------------------------------------------------------------
     def features(self, images: jax.Array, train: bool) -> Features:

@@ -35,6 +35,7 @@ class RCNNSettings:
     rpn_nms_threshold: float = 0.7
     rpn_min_size: float = 0.0  # proposals with a side <= this many pixels are dropped
     rpn_smooth_l1_beta: float = 0.0  # 0 = L1 (detectron2's default)
+    rpn_conv_channels: int | None = None  # the RPN's shared 3x3 conv (MODEL.RPN.CONV_DIMS); None = its input's
     # RoI pooling: output side, samples per bin, 'align' (RoIAlign) or 'pool' (RoIPool, C4 only);
     # FPN level assignment puts a canonical_size box on level 4.
     roi_pooler_resolution: int = 7
