@@ -175,6 +175,8 @@ def ssd_loss(
 ) -> dict[str, jax.Array]:
     """SSD's MultiBox loss over a batch (torchvision's SSD.compute_loss).
 
+    Static under jit: `smooth_l1_beta`.
+
     Args:
       class_logits: [B, A, C + 1] float, background at index 0.
       box_deltas: [B, A, 4] float predicted deltas (same weights as the targets).
@@ -235,6 +237,8 @@ def ssd_detect(
     candidates; boxes are decoded with ``decode_boxes`` (its exp clamp) and clipped to the
     image; class-aware NMS (IoU > nms_threshold suppresses) keeps the max_detections best
     over all classes.
+
+    Static under jit: `topk_candidates`, `max_detections`.
 
     Args:
       class_logits: [A, C + 1] float (background first); box_deltas: [A, 4];

@@ -35,6 +35,8 @@ def yolo_detections(
 ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """Detections of one image (module docstring); vmap over a batch.
 
+    Static under jit: `max_detections`, `pre_nms_topk`.
+
     Args:
       boxes: [N, 4] xyxy input pixels; class_scores: [N, C] in [0, 1];
       image_size: [2] (height, width) to clip to (may be traced).
