@@ -1,23 +1,26 @@
-"""Evaluates the latest checkpoint of a workdir with the same config used to train it.
+"""Evaluates the latest checkpoint of a workdir with the config it was trained with.
 
-    python scripts/evaluate.py --config configs/<family>/<name>.py --workdir DIR [--split test]
+    python scripts/evaluate.py --workdir DIR [--split test] [--config.key=value ...]
+
+The config is the one saved in DIR (config.json), with any `--config.key=value` applied on top;
+`--config=configs/<family>/<name>.py` starts from a config file instead.
 """
 
 import json
 import os
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
-from vision_jax.train.loop import Experiment
+from vision_jax.train import cli
 
-config_flags.DEFINE_config_file("config", None, "Path to the config file the run used.", lock_config=True)
 flags.DEFINE_string("workdir", None, "The run's directory (its latest checkpoint is evaluated).")
 flags.DEFINE_string("split", None, "Split to evaluate (default: config.data.eval_split).")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flag_as_required("workdir")
 
 
 def main(argv):
+    from vision_jax.train.loop import Experiment
+
     logging.set_verbosity(logging.WARNING)  # orbax and tfds log every step at INFO
     config = flags.FLAGS.config
     if flags.FLAGS.split:
@@ -30,4 +33,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, config_from_workdir=True)

@@ -99,4 +99,4 @@ def test_own_coco_json_folder_trains_and_evaluates_with_only_name_and_root(repo_
         detections = json.load(f)
     assert detections and {d["image_id"] for d in detections} <= {3, 8, 13, 21}
     assert {d["category_id"] for d in detections} <= {4, 11}
-    assert len(os.listdir(tmp_path / "run" / "pictures")) == 2
+    assert sorted(os.listdir(tmp_path / "run" / "pictures")) == ["eval_00.png", "eval_01.png", "eval_sheet.png"]

@@ -113,7 +113,10 @@ def test_overfits_a_few_scenes_to_ap50(trained):
 def test_draws_detections_with_class_names_and_scores(trained):
     config, workdir, _, _, (batch, predictions, info, pictures) = trained
     threshold = config.model.draw_score_threshold
-    assert len(pictures) == NUM_IMAGES and len(os.listdir(os.path.join(workdir, "pictures"))) == NUM_IMAGES
+    assert len(pictures) == NUM_IMAGES
+    assert sorted(os.listdir(os.path.join(workdir, "pictures"))) == [f"eval_{i:02d}.png" for i in range(NUM_IMAGES)] + [
+        "eval_sheet.png"
+    ]
     for b in range(NUM_IMAGES):
         keep = predictions["valid"][b] & (predictions["scores"][b] >= threshold)
         assert keep.any(), f"image {b}: an overfitted model must detect something above {threshold}"
@@ -122,11 +125,15 @@ def test_draws_detections_with_class_names_and_scores(trained):
             predictions["classes"][b][keep],
             predictions["scores"][b][keep],
         )
-        truth = batch["boxes"][b][batch["valid"][b]]
+        valid = batch["valid"][b]
+        truth, truth_classes = batch["boxes"][b][valid], batch["classes"][b][valid]
         image = viz.to_uint8(batch["image"][b])  # the resized scenes fill the canvas: nothing to crop
-        captions = [f"{info.class_names[c]} {s:.2f}" for c, s in zip(classes, scores)]
-        np.testing.assert_array_equal(
-            pictures[b], viz.draw_boxes(image, boxes, captions, classes, reference_boxes=truth)
+        canvas = viz.draw_detections(
+            image, boxes, scores, classes, truth, truth_classes, info.class_names,
+            truth_crowd=batch["is_crowd"][b][valid], min_score=threshold,
         )
-        # The captions are really there: the same boxes without text differ.
-        assert np.any(pictures[b] != viz.draw_boxes(image, boxes, [""] * len(boxes), classes, reference_boxes=truth))
+        legend = [*viz.STYLE_LEGEND, *viz.class_legend([*classes, *truth_classes], info.class_names)]
+        np.testing.assert_array_equal(pictures[b], canvas.finish(legend))
+        # Each drawn detection is captioned 'class score' on its class colour.
+        captions = sorted(c.text for c in canvas.captions if c.background not in (viz.BLACK, viz.ERROR_RGB))
+        assert captions == sorted(f"{info.class_names[k]} {s:.2f}" for k, s in zip(classes, scores))

@@ -1,6 +1,6 @@
 """End to end: a user's own mask_folder through the one train loop with only the data name and root
 changed on the command line (FCN-8s overfits it), the conv autoencoder on shapes beating the mean-image
-baseline, SegNet overfitting a few images, and the overlay pictures of the segmentation task's draw."""
+baseline, SegNet overfitting a few images (the segmentation task's pictures: tests/viz/test_viz_task_pictures.py)."""
 
 import os
 
@@ -90,38 +90,9 @@ def test_own_mask_folder_trains_and_evaluates_with_only_name_and_root(repo_root,
         "IoU/class_2",
     }
     pictures = sorted(os.listdir(tmp_path / "run" / "pictures"))
-    assert len(pictures) == 4
+    assert pictures == [f"eval_{i:02d}.png" for i in range(4)] + ["eval_sheet.png"]
     picture = np.asarray(Image.open(tmp_path / "run" / "pictures" / pictures[0]))
-    assert picture.shape[1] == 3 * (picture.shape[0] - 16), picture.shape  # image | truth | prediction, caption
-
-
-def test_draw_paints_predicted_classes_in_their_palette_colour(repo_root, seed):
-    from vision_jax.data.dataset_info import DatasetInfo
-    from vision_jax.tasks.segmentation import SegmentationTask
-
-    rng = np.random.default_rng(seed)
-    config = command_line_config(repo_root, "configs/segmentation/shapes_fcn8s.py")
-    info = DatasetInfo(
-        name="x",
-        num_classes=2,
-        class_names=("a", "b"),
-        num_examples={},
-        image_shape=(None, None, 3),
-        has=frozenset({"segmentation"}),
-        segmentation_class_names=("background", "a", "b"),
-    )
-    size = 16
-    image = np.zeros((1, size, size, 3), np.float32)  # the mean colour after normalisation
-    truth = rng.integers(0, 3, size=(1, size, size)).astype(np.int32)
-    predicted = rng.integers(0, 3, size=(1, size, size)).astype(np.int32)
-    picture = SegmentationTask(config).draw({"image": image, "segmentation": truth}, {"labels": predicted}, info)[0]
-    base = viz.to_uint8(image[0])
-    factor = 256 // size  # draw_label upscales to a 256-pixel short side, under a 16-pixel caption band
-    panel = picture[16:, 2 * size * factor : 3 * size * factor][::factor, ::factor]
-    expected = base.astype(np.float64)
-    painted = predicted[0] > 0
-    expected[painted] = 0.5 * expected[painted] + 0.5 * viz.PALETTE[predicted[0][painted] - 1]
-    np.testing.assert_allclose(panel, expected, atol=1.0, err_msg=f"seed={seed}")
+    assert picture.shape[1] == 3 * 256 + 2 * viz.PANEL_GAP, picture.shape  # image | truth | prediction, upscaled
 
 
 @pytest.mark.slow
@@ -155,9 +126,10 @@ def test_autoencoder_beats_the_mean_image_and_draws_inputs_beside_reconstruction
         f"seed={seed}: CAE {results['psnr']:.2f} dB vs mean image {baseline:.2f} dB"
     )
     pictures = sorted(os.listdir(tmp_path / "run" / "pictures"))
-    assert len(pictures) == 4
+    assert pictures == [f"eval_{i:02d}.png" for i in range(4)] + ["eval_sheet.png"]
     picture = np.asarray(Image.open(tmp_path / "run" / "pictures" / pictures[0]))
-    assert picture.shape[1] == 2 * (picture.shape[0] - 16), picture.shape  # input | reconstruction
+    top = viz.panel_origins(2, 256, 256)[0][0]
+    assert picture.shape == (top + 256, 2 * 256 + viz.PANEL_GAP, 3), picture.shape  # input | reconstruction, captioned
 
 
 def test_segnet_overfits_a_few_images(seed):

@@ -10,8 +10,8 @@ with image_id, category_id, bbox (x, y, w, h), iscrowd, optional segmentation as
 `categories` with id, name). Chosen with `--config.data.name=coco_json --config.data.root=DIR`.
 
 Canonical examples (dataset_info.py):
-- `image` uint8 [H, W, 3] (JPEG decoded with the accurate DCT, PNG; grayscale/RGBA -> RGB); the
-  decoded size must equal the json's height and width (checked when the image is read);
+- `image` uint8 [H, W, 3] (JPEG decoded with the accurate DCT, PNG; grayscale/RGBA -> RGB); its size
+  must equal the json's height and width;
 - `image_id` int64 = the json's image id (so results files need no mapping; ids must be in
   [0, 2**31), as the batch carries them as int32);
 - `boxes` float32 [N, 4] (x1, y1, x2, y2) = (x, y, x + w, y + h), clipped to the image;
@@ -24,6 +24,13 @@ Canonical examples (dataset_info.py):
 - `dropped_degenerate_boxes` int32: annotations dropped because their box has no area after clipping.
 Images without annotations are kept (N = 0). Examples are in the order of image id; process i of n
 reads every n-th.
+
+Checks, each reporting by path and image id: at load time, every image of this process's shard gets
+image_files.py's cheap check (signature, end of file, and the width and height in its header, which
+must equal the json's), so truncated files and wrong sizes are all listed before training; an image
+that still fails to decode, or decodes to another size, fails the pipeline with an error naming it.
+Boxes clipped to their image and boxes dropped for having no area are counted and logged (a warning
+with a few examples) when the json is parsed, besides the per-example count above.
 
 Splits: the requested split's json must exist, except that 'test' and 'val' (or 'validation') stand in
 for each other when only one of them exists (the shared configs evaluate on 'test', COCO-style
@@ -44,11 +51,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from vision_jax.data import tfds_reading
+from vision_jax.data import data_errors, image_files, tfds_reading
 from vision_jax.data.dataset_info import DatasetInfo
 
 SPLIT_STAND_INS = {"test": ("val", "validation"), "val": ("test", "validation"), "validation": ("val", "test")}
 _MAX_IMAGE_ID = 2**31 - 1
+_LOGGED_EXAMPLES = 3  # clipped / dropped boxes named in the log
+logger = logging.getLogger(__name__)
 _CATEGORIES_BY_ROOT: dict[str, dict[str, tuple[tuple[int, ...], tuple[str, ...]]]] = {}  # root -> split -> categories
 
 
@@ -108,16 +117,33 @@ def load_coco(path: str):
     return _load_coco(os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
 
 
-def _box_xyxy(annotation: dict, width: float, height: float) -> np.ndarray | None:
-    """COCO (x, y, w, h) -> (x1, y1, x2, y2) clipped to the image; None if it has no area."""
+def _box_xyxy(annotation: dict, width: float, height: float) -> tuple[np.ndarray | None, bool]:
+    """COCO (x, y, w, h) -> ((x1, y1, x2, y2) clipped to the image, or None if it has no area after
+    clipping; whether clipping moved a corner)."""
     bbox = annotation.get("bbox")
     if bbox is None or len(bbox) != 4:
         raise ValueError(f"coco_json: annotation {annotation.get('id')} has no bbox [x, y, w, h] (got {bbox!r})")
     x, y, w, h = (float(v) for v in bbox)
-    box = np.array([np.clip(x, 0, width), np.clip(y, 0, height), np.clip(x + w, 0, width), np.clip(y + h, 0, height)])
+    corners = np.array([x, y, x + w, y + h])
+    box = np.clip(corners, 0, [width, height, width, height])
     if not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
-        return None
-    return box
+        return None, False
+    return box, bool(np.any(box != corners))
+
+
+def _describe(annotation: dict, file_path: str, width: float, height: float) -> str:
+    return (f"annotation {annotation['id']} of image id {annotation['image_id']} ({file_path}, "
+            f"{width:g}x{height:g}): bbox {annotation['bbox']}")
+
+
+def _log_box_changes(path: str, total: int, clipped: tuple[int, list[str]], dropped: tuple[int, list[str]]) -> None:
+    """Warns how many boxes the loader clipped and dropped, with the first few of each."""
+    for (count, examples), what in (
+        (clipped, "extend past their image and were clipped to it"),
+        (dropped, "have no area inside their image and were dropped"),
+    ):
+        if count:
+            logger.warning("coco_json: %s: %d of %d boxes %s, e.g. %s", path, count, total, what, "; ".join(examples))
 
 
 @functools.lru_cache(maxsize=8)
@@ -132,6 +158,7 @@ def _read_split_cached(path: str, mtime_ns: int, size: int, image_dir: str) -> C
     class_of = {cid: index for index, cid in enumerate(category_ids)}
     images = sorted(coco.dataset.get("images", []), key=lambda image: image["id"])
     paths, ids, kept_ids, boxes, classes, crowd, lengths, dropped = [], [], [], [], [], [], [], []
+    clipped_examples, dropped_examples, num_annotations, num_clipped, num_dropped = [], [], 0, 0, 0
     has_masks = True
     for image in images:
         image_id = int(image["id"])
@@ -145,10 +172,19 @@ def _read_split_cached(path: str, mtime_ns: int, size: int, image_dir: str) -> C
         for annotation in sorted(coco.imgToAnns.get(image["id"], []), key=lambda a: a["id"]):
             if annotation["category_id"] not in class_of:
                 raise ValueError(f"coco_json: {path}: annotation {annotation['id']} has category_id {annotation['category_id']} not in categories {category_ids}")
-            box = _box_xyxy(annotation, width, height)
+            box, was_clipped = _box_xyxy(annotation, width, height)
+            num_annotations += 1
             if box is None:
                 n_dropped += 1
+                num_dropped += 1
+                if len(dropped_examples) < _LOGGED_EXAMPLES:
+                    dropped_examples.append(_describe(annotation, file_path, width, height))
                 continue
+            if was_clipped:
+                num_clipped += 1
+                if len(clipped_examples) < _LOGGED_EXAMPLES:
+                    clipped_examples.append(f"{_describe(annotation, file_path, width, height)} -> x1 y1 x2 y2 "
+                                            f"{[round(float(v), 2) for v in box]}")
             kept.append(int(annotation["id"]))
             boxes.append(box)
             classes.append(class_of[annotation["category_id"]])
@@ -161,6 +197,7 @@ def _read_split_cached(path: str, mtime_ns: int, size: int, image_dir: str) -> C
         dropped.append(n_dropped)
     if not images:
         raise ValueError(f"coco_json: {path} lists no images")
+    _log_box_changes(path, num_annotations, (num_clipped, clipped_examples), (num_dropped, dropped_examples))
     return CocoSplit(
         json_path=path,
         coco=coco,
@@ -228,17 +265,32 @@ def category_ids(root: str, split: str) -> tuple[int, ...]:
     return read_split(root, split).category_ids
 
 
-def _decode_image(path: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
-    contents = tf.io.read_file(path)
-    image = tf.cond(
-        tf.io.is_jpeg(contents),
-        lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_png(contents, channels=3),
-    )
-    image.set_shape([None, None, 3])
-    check = tf.debugging.assert_equal(
-        tf.shape(image)[:2], tf.stack([height, width]),
-        message="coco_json: an image's decoded size differs from the height/width in its json",
+def check_images(data: CocoSplit, positions: range) -> None:
+    """The load-time check of the images at `positions` (module docstring): ValueError listing every
+    file that is not a readable JPEG/PNG or whose header size differs from the json's."""
+    problems = []
+    for position in positions:
+        path, image_id = data.paths[position], int(data.image_ids[position])
+        verdict = image_files.inspect_file(path, read_size=True)
+        image = data.coco.imgs[image_id]
+        if verdict.problem:
+            problems.append(f"{path} (image id {image_id}) {verdict.problem}")
+        elif verdict.size != (int(image["height"]), int(image["width"])):
+            problems.append(
+                f"{path} (image id {image_id}) is {verdict.size[1]}x{verdict.size[0]} (width x height), but "
+                f"{os.path.basename(data.json_path)} says width {image['width']}, height {image['height']}"
+            )
+    image_files.raise_for_problems(f"coco_json: {data.json_path}", problems, len(positions))
+
+
+def _checked_size(image: tf.Tensor, example: dict) -> tf.Tensor:
+    """The image, after an in-graph check that it has the json's size (a file changed after load)."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    check = data_errors.graph_assert(
+        tf.reduce_all(tf.equal(tf.stack([height, width]), tf.stack([example["height"], example["width"]]))),
+        "coco_json: ", example["path"], " (image id ", tf.strings.as_string(example["image_id"]), ") decodes to ",
+        tf.strings.as_string(width), "x", tf.strings.as_string(height), " (width x height), but its json says width ",
+        tf.strings.as_string(example["width"]), ", height ", tf.strings.as_string(example["height"]),
     )
     with tf.control_dependencies([check]):
         return tf.identity(image)
@@ -250,6 +302,8 @@ def load_coco_json(data_config, split: str, *, process_index: int, process_count
     root = data_config.get("root")
     data = read_split(root, split)
     with_masks = data.has_masks and bool(data_config.get("with_masks", True))
+    positions = range(process_index, len(data.paths), process_count)  # process i of n: every n-th image
+    check_images(data, positions)
     sizes = [(int(data.coco.imgs[i]["height"]), int(data.coco.imgs[i]["width"])) for i in data.image_ids.tolist()]
     ragged = lambda values: tf.RaggedTensor.from_row_lengths(values, data.row_lengths)
     ds = tf.data.Dataset.from_tensor_slices({
@@ -264,6 +318,10 @@ def load_coco_json(data_config, split: str, *, process_index: int, process_count
         "dropped_degenerate_boxes": tf.constant(data.dropped, tf.int32),
     })
     ds = ds.shard(process_count, process_index)
+    images = image_files.decoded_images(
+        f"coco_json: {data.json_path}", [data.paths[i] for i in positions],
+        [f"image id {int(data.image_ids[i])}" for i in positions],
+    )
 
     def decode_masks(position: np.ndarray) -> np.ndarray:
         position = int(position)
@@ -273,9 +331,9 @@ def load_coco_json(data_config, split: str, *, process_index: int, process_count
             return np.zeros((0, int(image["height"]), int(image["width"])), np.uint8)
         return np.stack(masks).astype(np.uint8)
 
-    def read(example):
+    def read(example, image):
         out = {
-            "image": _decode_image(example["path"], example["height"], example["width"]),
+            "image": _checked_size(image, example),
             **{k: example[k] for k in ("image_id", "boxes", "classes", "is_crowd", "dropped_degenerate_boxes")},
         }
         if with_masks:
@@ -284,7 +342,7 @@ def load_coco_json(data_config, split: str, *, process_index: int, process_count
             out["masks"] = masks
         return out
 
-    ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.zip(ds, images).map(read, num_parallel_calls=tf.data.AUTOTUNE)
     info = DatasetInfo(
         name="coco_json",
         num_classes=len(data.class_names),

@@ -25,8 +25,10 @@ Splits are the folders of root that hold `images/`. 'val', 'validation' and 'tes
 another when only one of them exists (with a logged warning), so a config's default eval split
 ('test') finds a folder called val/. Examples are sorted by file name; `image_id` = position in that
 order; process i of n keeps every n-th example. At load time every image must have a mask and every
-mask an image, images must start with a JPEG/PNG signature, and each mask must be an 8-bit PNG of
-its image's size (headers only are read), so problems are reported by file name before training.
+mask an image, each mask must be an 8-bit PNG of its image's size (headers only are read), and every
+image and mask gets image_files.py's cheap check (signature and end of file: a truncated file is
+found without decoding the others), so problems are reported by file name before training. A file
+that still fails when tf.data reads it fails the pipeline with an error naming it.
 """
 
 from __future__ import annotations
@@ -38,14 +40,13 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from vision_jax.data import tfds_reading
+from vision_jax.data import data_errors, image_files, tfds_reading
 from vision_jax.data.dataset_info import SEGMENTATION_IGNORE_VALUE, DatasetInfo
 from vision_jax.data.image_folder import IMAGE_EXTENSIONS
 
 CLASSES_FILE = "classes.txt"
 MASK_MODES = ("L", "P")
 SPLIT_ALIASES = ("val", "validation", "test")
-_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 logger = logging.getLogger(__name__)
 
 
@@ -100,11 +101,14 @@ def list_pairs(root: str, split: str) -> tuple[list[str], list[str]]:
             raise ValueError(f"mask_folder: no {what} in {where} for {len(names)} file(s), e.g. {names[:5]}")
     names = sorted(images)
     image_paths, mask_paths = [images[n] for n in names], [masks[n] for n in names]
+    problems = [
+        f"{path} {verdict.problem}"
+        for paths in (image_paths, mask_paths)
+        for path, verdict in zip(paths, image_files.inspect_files(paths))
+        if verdict.problem
+    ]
+    image_files.raise_for_problems("mask_folder", problems, 2 * len(names))
     for image_path, mask_path in zip(image_paths, mask_paths):
-        with open(image_path, "rb") as f:
-            head = f.read(8)
-        if not any(head.startswith(s) for s in _SIGNATURES):
-            raise ValueError(f"mask_folder: {image_path} is not a readable JPEG or PNG image (first bytes {head!r})")
         with Image.open(image_path) as image, Image.open(mask_path) as mask:
             if mask.format != "PNG" or mask.mode not in MASK_MODES:
                 raise ValueError(
@@ -124,9 +128,13 @@ def _count_images(root: str, split: str) -> int:
 
 
 def read_mask(path: str) -> np.ndarray:
-    """uint8 [H, W] class ids of a mask PNG (palette indices for mode 'P')."""
-    with Image.open(path) as mask:
-        return np.asarray(mask, np.uint8)
+    """uint8 [H, W] class ids of a mask PNG (palette indices for mode 'P'); ValueError naming the file
+    when Pillow cannot decode it."""
+    try:
+        with Image.open(path) as mask:
+            return np.asarray(mask, np.uint8)
+    except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises for a corrupt PNG
+        raise ValueError(f"mask_folder: {path} cannot be decoded ({error}); fix or remove it") from error
 
 
 def class_names_of(root: str) -> tuple[str, ...]:
@@ -155,13 +163,16 @@ def class_names_of(root: str) -> tuple[str, ...]:
 
 
 def _checked_mask(path: bytes, num_classes: np.ndarray) -> np.ndarray:
-    mask = read_mask(path.decode())
+    try:
+        mask = read_mask(path.decode())
+    except ValueError as error:
+        raise ValueError(data_errors.marked(str(error))) from None
     bad = (mask >= num_classes) & (mask != SEGMENTATION_IGNORE_VALUE)
     if bad.any():
-        raise ValueError(
+        raise ValueError(data_errors.marked(
             f"mask_folder: {path.decode()} has value {int(mask[bad][0])} at {bad.sum()} pixel(s), "
             f"but there are {int(num_classes)} classes (0..{int(num_classes) - 1}, 255 = ignore)"
-        )
+        ))
     return mask
 
 
@@ -176,28 +187,22 @@ def load_mask_folder(
     names = class_names_of(root)
     num_examples = {s: _count_images(root, s) for s in _splits(root)}
     num_examples[split] = len(image_paths)
-    ds = tf.data.Dataset.from_tensor_slices(
+    # Process i of n keeps every n-th example.
+    positions = range(process_index, len(image_paths), process_count)
+    examples = tf.data.Dataset.from_tensor_slices(
         {
-            "image_path": tf.constant(image_paths),
-            "mask_path": tf.constant(mask_paths),
-            "image_id": tf.range(len(image_paths), dtype=tf.int64),
+            "mask_path": tf.constant([mask_paths[i] for i in positions], tf.string),
+            "image_id": tf.constant(list(positions), tf.int64),
         }
     )
-    ds = ds.shard(process_count, process_index)
+    images = image_files.decoded_images("mask_folder", [image_paths[i] for i in positions])
 
-    def read(example):
-        contents = tf.io.read_file(example["image_path"])
-        image = tf.cond(
-            tf.io.is_jpeg(contents),
-            lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
-            lambda: tf.io.decode_png(contents, channels=3),
-        )
-        image.set_shape([None, None, 3])
+    def read(example, image):
         mask = tf.numpy_function(_checked_mask, [example["mask_path"], np.int64(len(names))], tf.uint8, stateful=False)
         mask.set_shape([None, None])
         return {"image": image, "image_id": example["image_id"], "segmentation": mask}
 
-    ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.zip(examples, images).map(read, num_parallel_calls=tf.data.AUTOTUNE)
     info = DatasetInfo(
         name="mask_folder",
         num_classes=len(names) - 1,

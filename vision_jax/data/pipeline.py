@@ -17,6 +17,10 @@ tf.data function gives every epoch the same order: seen with TF 2.21). Its order
 global seed as well (tf.random.set_seed): runs that call it, or not, in the same way match. Small
 datasets chain several eagerly seeded epochs into one pipeline (`MIN_EXAMPLES_PER_PIPELINE`), because
 each pipeline traces `preprocess` once, which costs seconds.
+
+Errors. A loader's in-graph check that fails with a message naming its file (an image that cannot be
+decoded, a size that differs from its annotation: data_errors.py) is raised from both iterators as
+`data_errors.DataFileError`, a ValueError holding that message alone.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from typing import Callable, Iterator
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from vision_jax.data import data_errors
 
 Preprocess = Callable[[dict, tf.Tensor], dict]
 EXAMPLE_VALID = "example_valid"
@@ -48,7 +54,10 @@ def count_examples(ds: tf.data.Dataset) -> int:
         raise ValueError("the dataset is infinite: pass a finite dataset (load() returns one)")
     if cardinality >= 0:
         return cardinality
-    return int(ds.reduce(np.int64(0), lambda count, _: count + 1))
+    try:
+        return int(ds.reduce(np.int64(0), lambda count, _: count + 1))
+    except tf.errors.OpError as error:
+        data_errors.reraise(error)
 
 
 def _with_ids(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -128,7 +137,7 @@ def train_batches(
         chain = chain.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         _check_fixed_shapes(chain.element_spec, "train_batches")
         chain = chain.batch(batch_size, drop_remainder=True).map(mark_valid)
-        yield from tfds.as_numpy(chain.prefetch(tf.data.AUTOTUNE))
+        yield from data_errors.named_errors(tfds.as_numpy(chain.prefetch(tf.data.AUTOTUNE)))
 
 
 def eval_batches(
@@ -168,7 +177,7 @@ def eval_batches(
     batches = examples.batch(batch_size).map(pad_batch).prefetch(tf.data.AUTOTUNE)
     spec = batches.element_spec
     count = 0
-    for batch in tfds.as_numpy(batches):
+    for batch in data_errors.named_errors(tfds.as_numpy(batches)):
         count += 1
         if num_batches is not None and count > num_batches:
             raise ValueError(f"eval_batches: the data needs more than num_batches={num_batches} batches of {batch_size}")

@@ -7,6 +7,19 @@ Boxes are (x1, y1, x2, y2) in absolute pixels unless a function says otherwise; 
 are NHWC. Every op has static output shapes (padding plus a count or mask), works under
 `jit` and `vmap`, and is differentiable where that makes sense. This package imports only
 jax, jax.numpy and numpy.
+
+Static arguments. Arguments that set an output shape or choose a code path (sizes, counts,
+flags, format names) must be static under `jit`; each op's docstring names them in a line
+"Static under jit: ...", e.g. for `roi_align`:
+
+    jax.jit(vops.roi_align, static_argnames=("output_size", "sampling_ratio", "aligned"))
+
+(unhashable ones, such as `yolo_v3_layout`'s dict, are closed over with functools.partial). An op
+without that line takes every argument traced; "every argument" marks the builders that compute
+constants with NumPy (anchors, default boxes, YOLO tables): call them outside `jit`.
+`roi_align`, `roi_pool` and `multilevel_roi_align` refuse traced static arguments with a
+TypeError naming them, and take an optional `channels=C` that checks the NHWC layout (an NCHW map
+is otherwise accepted and gives a wrong-shaped result).
 """
 
 from vision_jax.ops.anchors import (

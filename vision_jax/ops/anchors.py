@@ -29,6 +29,9 @@ def cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float],
 
     An anchor of size s and aspect ratio r = h / w has area s^2: w = s / sqrt(r), h = s * sqrt(r).
 
+    Static under jit: every argument (it computes constants with NumPy: call it outside `jit`,
+    or with concrete values).
+
     Args:
       sizes: anchor sizes in input pixels (sqrt of the area), e.g. (32,) per FPN level.
       aspect_ratios: height / width ratios, e.g. (0.5, 1.0, 2.0).
@@ -81,6 +84,9 @@ def grid_anchors(feature_shape: Sequence[int], stride, sizes: Sequence[float],
                  convention: str = "torchvision", offset: float = 0.0) -> jnp.ndarray:
     """Anchors of one feature level (torchvision AnchorGenerator / detectron2 default).
 
+    Static under jit: every argument (it computes constants with NumPy: call it outside `jit`,
+    or with concrete values).
+
     Args:
       feature_shape: (height, width) of the feature map.
       stride: input pixels per feature cell, a number or (stride_h, stride_w).
@@ -101,6 +107,9 @@ def multilevel_anchors(feature_shapes: Sequence[Sequence[int]], strides: Sequenc
                        aspect_ratios: Sequence[float] | Sequence[Sequence[float]] = (0.5, 1.0, 2.0),
                        convention: str = "torchvision", offset: float = 0.0) -> jnp.ndarray:
     """Concatenated ``grid_anchors`` of every level, level by level (FPN P2..P6 order).
+
+    Static under jit: every argument (it computes constants with NumPy: call it outside `jit`,
+    or with concrete values).
 
     Args:
       feature_shapes: L (height, width) pairs.
@@ -127,7 +136,11 @@ def multilevel_anchors(feature_shapes: Sequence[Sequence[int]], strides: Sequenc
 
 # ----------------------------------------------------------------------------- SSD
 def ssd_scales(num_levels: int, min_ratio: float = 0.15, max_ratio: float = 0.9) -> list[float]:
-    """SSD's linearly spaced scales s_1..s_L plus the extra s_{L+1} = 1 (torchvision rule)."""
+    """SSD's linearly spaced scales s_1..s_L plus the extra s_{L+1} = 1 (torchvision rule).
+
+    Static under jit: every argument (it computes constants with NumPy: call it outside `jit`,
+    or with concrete values).
+    """
     if num_levels < 1:
         raise ValueError(f"num_levels must be >= 1; got {num_levels}")
     if num_levels == 1:
@@ -147,6 +160,9 @@ def ssd_default_boxes(feature_shapes: Sequence[Sequence[int]], image_size: Seque
     s'_k = sqrt(s_k s_{k+1}), then (s_k sqrt(r), s_k / sqrt(r)) and its transpose for each extra
     aspect ratio r in ``aspect_ratios_per_level[k]`` (so r = 2 gives 2:1 and 1:2). Sizes are
     fractions of the image side (width for x, height for y).
+
+    Static under jit: every argument (it computes constants with NumPy: call it outside `jit`,
+    or with concrete values).
 
     Args:
       feature_shapes: L (height, width) pairs.
@@ -220,6 +236,9 @@ def yolo_anchor_priors(anchors: Sequence[Sequence[float]] = YOLOV3_COCO_ANCHORS,
                        in_grid_units: bool = True) -> list[jnp.ndarray]:
     """YOLOv3 priors per output level.
 
+    Static under jit: every argument (it computes constants with NumPy: call it outside `jit`,
+    or with concrete values).
+
     Args:
       anchors: all priors as (width, height) in input pixels.
       masks: per level, the indices of ``anchors`` used there (coarsest level first).
@@ -245,7 +264,11 @@ def yolo_anchor_priors(anchors: Sequence[Sequence[float]] = YOLOV3_COCO_ANCHORS,
 
 
 def yolo_grid_offsets(feature_shape: Sequence[int]) -> jnp.ndarray:
-    """[H, W, 2] float32 (c_x, c_y) = (column, row) of each cell: b_x = (sigmoid(t_x) + c_x) * stride."""
+    """[H, W, 2] float32 (c_x, c_y) = (column, row) of each cell: b_x = (sigmoid(t_x) + c_x) * stride.
+
+    Static under jit: every argument (it computes constants with NumPy: call it outside `jit`,
+    or with concrete values).
+    """
     grid_h, grid_w = int(feature_shape[0]), int(feature_shape[1])
     rows, cols = np.meshgrid(np.arange(grid_h, dtype=np.float32),
                              np.arange(grid_w, dtype=np.float32), indexing="ij")

@@ -78,7 +78,10 @@ _FROM_XYXY = {"xyxy": lambda b: b, "cxcywh": xyxy_to_cxcywh, "xywh": xyxy_to_xyw
 
 
 def box_convert(boxes: jnp.ndarray, in_fmt: str, out_fmt: str) -> jnp.ndarray:
-    """Converts [..., 4] boxes between 'xyxy', 'cxcywh' and 'xywh' (torchvision's names)."""
+    """Converts [..., 4] boxes between 'xyxy', 'cxcywh' and 'xywh' (torchvision's names).
+
+    Static under jit: `in_fmt`, `out_fmt`.
+    """
     for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
         if fmt not in BOX_FORMATS:
             raise ValueError(f"{name}={fmt!r} is not one of {BOX_FORMATS}")

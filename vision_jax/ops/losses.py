@@ -28,6 +28,8 @@ def smooth_l1_loss(pred: jnp.ndarray, target: jnp.ndarray, beta: float = 1.0,
 
     |x| < beta: 0.5 x^2 / beta, else |x| - 0.5 beta, with x = pred - target. beta < 1e-5 is plain
     L1 (detectron2's rule, which avoids dividing by ~0). Faster R-CNN uses beta = 1/9 in the RPN.
+
+    Static under jit: `beta`, `reduction`.
     """
     if beta < 0:
         raise ValueError(f"beta must be >= 0; got {beta}")
@@ -45,6 +47,8 @@ def sigmoid_focal_loss(logits: jnp.ndarray, targets: jnp.ndarray, alpha: float =
     loss = alpha_t * (1 - p_t)^gamma * BCE(logits, targets), p = sigmoid(logits),
     p_t = p t + (1 - p)(1 - t), alpha_t = alpha t + (1 - alpha)(1 - t); alpha < 0 disables the
     alpha weighting. targets are in [0, 1] (soft targets allowed), same shape as logits.
+
+    Static under jit: `alpha`, `gamma`, `reduction`.
     """
     logits = jnp.asarray(logits)
     targets = jnp.asarray(targets, logits.dtype)
@@ -122,6 +126,8 @@ def giou_loss(pred_boxes: jnp.ndarray, target_boxes: jnp.ndarray, reduction: str
     As torchvision: IoU = I / (U + eps), GIoU = IoU - (C - U) / (C + eps), C the enclosing area.
     Unlike torchvision, widths and heights are floored at 0, so an inverted box counts as empty
     instead of having a negative area. Returns [...] for 'none'; values in [0, 2].
+
+    Static under jit: `reduction`.
     """
     pred_boxes, target_boxes = jnp.asarray(pred_boxes), jnp.asarray(target_boxes)
     if pred_boxes.shape[-1:] != (4,) or target_boxes.shape[-1:] != (4,):

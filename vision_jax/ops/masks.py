@@ -57,6 +57,8 @@ def paste_masks_in_image(
     Bilinear sampling is separable, so each mask is pasted as Wy [H, m] @ mask [m, m] @ Wx^T
     [m, W] with 2 non-zeros per row of Wy and Wx, computed at float32 precision.
 
+    Static under jit: `image_height`, `image_width`.
+
     Args:
       masks: float [K, m, m] probabilities in [0, 1] (m x m mask-head output per box).
       boxes: float [K, 4], (x1, y1, x2, y2) in image pixels.
@@ -96,6 +98,8 @@ def mask_targets(
     sampling (ceil(roi_extent / mask_size) samples per bin) is capped at `max_sampling_ratio`,
     by default ceil(max(H, W) / mask_size): exact for every RoI that fits inside the mask's
     image; a larger RoI averages that many samples per bin instead.
+
+    Static under jit: `mask_size`, `max_sampling_ratio`.
 
     Args:
       gt_masks: [G, H, W] 0/1 masks (bool, int or float) in image pixels.

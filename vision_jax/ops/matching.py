@@ -28,6 +28,8 @@ def match_iou(iou: jnp.ndarray, gt_valid: jnp.ndarray | None = None, fg_threshol
     truth whose highest IoU is 0 (it overlaps no anchor, e.g. an empty box) adds none; detectron2
     would turn every anchor into foreground.
 
+    Static under jit: `fg_threshold`, `bg_threshold`, `allow_low_quality_matches`.
+
     Args:
       iou: [G, A] float, IoU of ground truth g with anchor a.
       gt_valid: [G] bool; False rows (padding) are never matched. Default: all valid.
@@ -78,6 +80,8 @@ def match_boxes(gt_boxes: jnp.ndarray, gt_valid: jnp.ndarray | None, anchors: jn
     least ``crowd_ioa_threshold`` of the anchor's own area (IoA) becomes ignore (-1), so the
     model is neither pushed towards nor away from crowd regions. Foreground stays foreground.
 
+    Static under jit: `fg_threshold`, `bg_threshold`, `allow_low_quality_matches`.
+
     Args:
       gt_boxes: [G, 4] xyxy, padded to a fixed G.
       gt_valid: [G] bool (False = padding), or None for all valid.
@@ -125,6 +129,8 @@ def sample_balanced(labels: jnp.ndarray, key: jax.Array, num_samples: int,
     n = min(#negatives, num_samples - p) negatives, uniformly without replacement: each eligible
     element gets a uniform random priority from ``key`` and ``top_k`` keeps the highest.
 
+    Static under jit: `num_samples`, `positive_fraction`.
+
     Args:
       labels: [A] int; key: a PRNG key; num_samples: static int (e.g. 256 for the RPN, 512 for
         the box head); positive_fraction: static float in [0, 1].
@@ -161,7 +167,10 @@ def sample_balanced(labels: jnp.ndarray, key: jax.Array, num_samples: int,
 
 def sample_balanced_masks(labels: jnp.ndarray, key: jax.Array, num_samples: int,
                           positive_fraction: float, bg_label: int = BACKGROUND):
-    """``sample_balanced`` as masks over labels: (sampled_positive [A] bool, sampled_negative [A] bool)."""
+    """``sample_balanced`` as masks over labels: (sampled_positive [A] bool, sampled_negative [A] bool).
+
+    Static under jit: `num_samples`, `positive_fraction`.
+    """
     labels = jnp.asarray(labels)
     indices, valid = sample_balanced(labels, key, num_samples, positive_fraction, bg_label)
     num_labels = labels.shape[0]

@@ -185,6 +185,8 @@ def nms(boxes: jnp.ndarray, scores: jnp.ndarray, iou_threshold: float, max_outpu
         score_threshold: float = float("-inf"), tile_size: int = DEFAULT_TILE_SIZE):
     """Greedy NMS (see the module docstring for the exact rule).
 
+    Static under jit: `max_output_size`, `tile_size`.
+
     Args:
       boxes: [N, 4] float xyxy. scores: [N] float.
       iou_threshold: suppress when IoU > this (may be traced). score_threshold: candidates have
@@ -213,6 +215,8 @@ def batched_nms(boxes: jnp.ndarray, scores: jnp.ndarray, classes: jnp.ndarray,
     which would round coordinates in float32. Class ids travel as float32 beside the boxes, so
     they must be integers of magnitude < 2^24. Returns (indices [max_output_size] int32 padded
     with -1, num_valid int32), ordered by descending score across classes.
+
+    Static under jit: `max_output_size`, `tile_size`.
     """
     boxes, scores, classes = jnp.asarray(boxes), jnp.asarray(scores), jnp.asarray(classes)
     _check_inputs(boxes, scores, max_output_size, tile_size)

@@ -44,6 +44,8 @@ def max_pool_with_argmax(
     ((y * W) + x) * C + c of the maximum within its own image, ties go to the first element in
     row-major window order, and SAME padding never wins (padding is -inf).
 
+    Static under jit: `window`, `strides`, `padding`.
+
     Args:
       x: float [B, H, W, C].
       window, strides: int or (height, width).
@@ -98,6 +100,8 @@ def max_unpool(
 ) -> jax.Array:
     """SegNet unpooling: each pooled value goes back to the position its argmax names.
 
+    Static under jit: `output_shape`.
+
     Args:
       pooled: float [B, Ho, Wo, C].
       argmax: int [B, Ho, Wo, C], flat per-image indices ((y * W) + x) * C + c as returned by
@@ -127,6 +131,8 @@ def nearest_unpool(x: jax.Array, factor: int | tuple[int, int]) -> jax.Array:
     """Nearest-neighbour upsampling: every pixel becomes an fy x fx block of copies.
 
     x: [B, H, W, C] -> [B, H*fy, W*fx, C].
+
+    Static under jit: `factor`.
     """
     _check_nhwc(x, "x")
     fy, fx = _pair(factor, "factor")
@@ -139,6 +145,8 @@ def bed_of_nails_unpool(x: jax.Array, factor: int | tuple[int, int]) -> jax.Arra
     """Bed-of-nails upsampling: each value at the top-left of its fy x fx block, zeros elsewhere.
 
     x: [B, H, W, C] -> [B, H*fy, W*fx, C].
+
+    Static under jit: `factor`.
     """
     _check_nhwc(x, "x")
     fy, fx = _pair(factor, "factor")

@@ -1,7 +1,13 @@
 """Region-of-interest feature extraction: RoIAlign, RoIPool and multilevel (FPN) RoIAlign.
 
 Conventions shared by every op here:
-  * features: float [B, H, W, C], NHWC.
+  * features: float [B, H, W, C], NHWC. An NCHW map is not refused by its shape alone (it is a
+    4-d array too) and gives a wrong-shaped result; pass `channels=C` to have the layout
+    checked: a last axis of another length is refused, naming NCHW when axis 1 has C entries.
+  * Under `jit`, the arguments that set the output shape or choose a code path (`output_size`,
+    `sampling_ratio`, `aligned`, `max_sampling_ratio`, `channels`) must be static: e.g.
+    `jax.jit(roi_align, static_argnames=("output_size", "sampling_ratio", "aligned"))`. Traced
+    ones are refused with a TypeError that names them; `spatial_scale(s)` may be traced.
   * boxes: float [K, 4], (x1, y1, x2, y2) in input-image pixels; `spatial_scale` maps them onto
     the feature map (1/stride). Boxes may be degenerate or lie partly or wholly outside the map:
     the ops follow torchvision's CPU kernels for those cases and never produce NaN.
@@ -37,9 +43,34 @@ def _pair(size, name: str) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+def _require_static(op: str, **arguments) -> None:
+    """TypeError naming the arguments that are traced: they set shapes or choose code paths."""
+    traced = [name for name, value in arguments.items()
+              if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value))]
+    if traced:
+        raise TypeError(
+            f"{op}: {', '.join(traced)} {'is' if len(traced) == 1 else 'are'} traced under jit but must be static "
+            f"(they set the output shape or choose a code path): mark them static, e.g. "
+            f"jax.jit({op}, static_argnames={tuple(traced)!r}), or close over them with functools.partial"
+        )
+
+
+def _check_layout(features: jax.Array, channels: int | None, what: str = "features") -> None:
+    """ValueError unless features is [B, H, W, C] (with C == channels when given)."""
+    if features.ndim != 4:
+        raise ValueError(f"{what} must be [B, H, W, C] (NHWC), got shape {features.shape}")
+    if channels is not None and features.shape[3] != channels:
+        hint = (f"; it looks NCHW (axis 1 has {channels} entries): pass features.transpose(0, 2, 3, 1)"
+                if features.shape[1] == channels else "")
+        raise ValueError(
+            f"{what} has shape {features.shape}, whose last axis ({features.shape[3]}) is not the channels={channels} "
+            f"given: features must be NHWC [B, H, W, C]{hint}"
+        )
+
+
 def _check_rois(features: jax.Array, boxes: jax.Array, box_indices: jax.Array) -> None:
     if features.ndim != 4:
-        raise ValueError(f"features must be [B, H, W, C], got shape {features.shape}")
+        raise ValueError(f"features must be [B, H, W, C] (NHWC), got shape {features.shape}")
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"boxes must be [K, 4] (x1, y1, x2, y2), got shape {boxes.shape}")
     if box_indices.shape != boxes.shape[:1]:
@@ -208,6 +239,7 @@ def roi_align(
     sampling_ratio: int = 2,
     aligned: bool = True,
     max_sampling_ratio: int | None = None,
+    channels: int | None = None,
 ) -> jax.Array:
     """RoIAlign with torchvision's semantics (torchvision.ops.roi_align / its CPU kernel).
 
@@ -234,16 +266,26 @@ def roi_align(
         e.g. for every RoI inside the map when the cap is ceil(max(H, W) / min(oh, ow))).
       aligned: torchvision's `aligned` flag (detectron2's ROIAlignV2 when True).
       max_sampling_ratio: static cap for adaptive sampling; ignored when sampling_ratio > 0.
+      channels: optional C that `features` must have in its last axis, to catch NCHW maps.
     Returns:
       float [K, oh, ow, C], dtype of `features`.
     Raises:
-      ValueError: on bad shapes, output_size, or adaptive sampling without a cap.
+      ValueError: on bad shapes (features not NHWC with `channels`), output_size, or adaptive
+        sampling without a cap.
+      TypeError: a static argument is traced.
+
+    Static under jit: `output_size`, `sampling_ratio`, `aligned`, `max_sampling_ratio`, `channels`.
+    E.g. `jax.jit(roi_align, static_argnames=("output_size", "sampling_ratio", "aligned"))`;
+    traced, they are refused with a TypeError naming them.
 
     Float32 note: sample coordinates are rounded to float32 as in torchvision's kernel, so
     results agree with a float64 evaluation to about ulp(coordinate) x the feature's variation
     per pixel.
     """
+    _require_static("roi_align", output_size=output_size, sampling_ratio=sampling_ratio, aligned=aligned,
+                    max_sampling_ratio=max_sampling_ratio, channels=channels)
     features, boxes, box_indices = (jnp.asarray(a) for a in (features, boxes, box_indices))
+    _check_layout(features, channels)
     _check_rois(features, boxes, box_indices)
     output_size = _pair(output_size, "output_size")
     batch, height, width, channels = features.shape
@@ -286,6 +328,8 @@ def assign_fpn_levels(
       boxes: float [K, 4], (x1, y1, x2, y2) in input pixels.
     Returns:
       int32 [K], absolute pyramid levels (a level-l map has stride 2**l).
+
+    Static under jit: `min_level`, `max_level`.
     """
     boxes = jnp.asarray(boxes)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
@@ -318,6 +362,7 @@ def multilevel_roi_align(
     sampling_ratio: int = 2,
     aligned: bool = True,
     spatial_scales: Sequence[float] | None = None,
+    channels: int | None = None,
 ) -> jax.Array:
     """RoIAlign over a feature pyramid, each RoI read from its own level only.
 
@@ -338,9 +383,15 @@ def multilevel_roi_align(
         gap in the keys) reads the next higher one.
       output_size, sampling_ratio (> 0), aligned: as in `roi_align`.
       spatial_scales: per-map scales; required for a sequence, optional override for a dict.
+      channels: optional C that every level must have in its last axis, to catch NCHW maps.
     Returns:
       float [K, oh, ow, C].
+
+    Static under jit: `output_size`, `sampling_ratio`, `aligned`, `channels` (and the keys of
+    `features`, which are static by nature); traced, they are refused with a TypeError naming them.
     """
+    _require_static("multilevel_roi_align", output_size=output_size, sampling_ratio=sampling_ratio, aligned=aligned,
+                    channels=channels)
     if isinstance(features, Mapping):
         by_level = {_pyramid_level(key): fmap for key, fmap in features.items()}
         keys = sorted(by_level)
@@ -359,9 +410,13 @@ def multilevel_roi_align(
     maps = [jnp.asarray(m) for m in maps]
     boxes, box_indices, levels = jnp.asarray(boxes), jnp.asarray(box_indices), jnp.asarray(levels)
     for key, fmap in zip(keys, maps):
+        _check_layout(fmap, channels, f"level {key}")
         _check_rois(fmap, boxes, box_indices)
         if fmap.shape[0] != maps[0].shape[0] or fmap.shape[3] != maps[0].shape[3]:
-            raise ValueError(f"level {key}: shape {fmap.shape} differs from {maps[0].shape} in batch or channels")
+            raise ValueError(
+                f"level {key}: shape {fmap.shape} differs from {maps[0].shape} in batch or channels (the last "
+                "axis: maps must be NHWC [B, H, W, C])"
+            )
     if levels.shape != boxes.shape[:1]:
         raise ValueError(f"levels must be [K]={boxes.shape[:1]}, got shape {levels.shape}")
     if sampling_ratio <= 0:
@@ -456,6 +511,7 @@ def roi_pool(
     box_indices: jax.Array,
     output_size: int | tuple[int, int],
     spatial_scale: float = 1.0,
+    channels: int | None = None,
 ) -> jax.Array:
     """RoIPool (Fast R-CNN) with torchvision's semantics (torchvision.ops.roi_pool).
 
@@ -473,10 +529,16 @@ def roi_pool(
       features: float [B, H, W, C]. boxes: float [K, 4] (x1, y1, x2, y2) in input pixels.
       box_indices: int [K] in [0, B) (clipped). output_size: (oh, ow) or int.
       spatial_scale: feature pixels per input pixel (1 / stride).
+      channels: optional C that `features` must have in its last axis, to catch NCHW maps.
     Returns:
       float [K, oh, ow, C].
+
+    Static under jit: `output_size`, `channels`; traced, they are refused with a TypeError naming
+    them.
     """
+    _require_static("roi_pool", output_size=output_size, channels=channels)
     features, boxes, box_indices = (jnp.asarray(a) for a in (features, boxes, box_indices))
+    _check_layout(features, channels)
     _check_rois(features, boxes, box_indices)
     oh, ow = _pair(output_size, "output_size")
     batch, height, width, channels = features.shape

@@ -189,6 +189,8 @@ def ssd_loss(
 ) -> dict[str, jax.Array]:
     """SSD's MultiBox loss over a batch (torchvision's SSD.compute_loss).
 
+    Static under jit: `smooth_l1_beta`.
+
     Args:
       class_logits: [B, A, C + 1] float, background last (index C).
       box_deltas: [B, A, 4] float predicted deltas (same weights as the targets).
@@ -251,6 +253,8 @@ def ssd_detect(
     keeps per class the topk_candidates best boxes with score > score_threshold (lowest index
     first on ties) and runs class-aware NMS (IoU > nms_threshold suppresses) down to the
     max_detections best over all classes.
+
+    Static under jit: `topk_candidates`, `max_detections`.
 
     Args:
       class_logits: [A, C + 1] float, background last (index C); box_deltas: [A, 4] float;

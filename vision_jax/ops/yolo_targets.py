@@ -80,6 +80,8 @@ def yolo_v1_boxes_to_xyxy(boxes: jnp.ndarray, image_size: Sequence[float]) -> jn
     """[S, S, B, 4] (x, y, sqrt_w, sqrt_h) (module docstring) -> [S, S, B, 4] xyxy input pixels.
 
     image_size: (height, width) of the canvas; cell (row i, column j) spans [j W/S, (j+1) W/S).
+
+    Static under jit: `image_size`.
     """
     grid_h, grid_w = boxes.shape[0], boxes.shape[1]
     height, width = float(image_size[0]), float(image_size[1])
@@ -101,6 +103,8 @@ def yolo_v1_targets(
     num_classes: int,
 ) -> dict[str, jnp.ndarray]:
     """YOLO v1 assignment of one image (module docstring); no gradient flows through it.
+
+    Static under jit: `image_size`, `num_classes`.
 
     Args:
       pred_boxes: [S, S, B, 4] the model's (x, y, sqrt_w, sqrt_h), used to pick the responsible predictor.
@@ -171,6 +175,8 @@ def yolo_v1_loss(
 ) -> dict[str, jnp.ndarray]:
     """The paper's sum-squared loss of one image (module docstring), split in its four terms.
 
+    Static under jit: `rescore`.
+
     Args:
       boxes: [S, S, B, 4] (x, y, sqrt_w, sqrt_h); confidences: [S, S, B]; class_probs: [S, S, C].
       targets: `yolo_v1_targets`'s output.
@@ -195,6 +201,9 @@ def yolo_v3_layout(
     feature_shapes: Sequence[Sequence[int]], priors: Sequence[Sequence[float]], masks: Sequence[Sequence[int]]
 ) -> dict[str, np.ndarray]:
     """Static per-prediction tables for the flattened v3 outputs (NumPy, computed at trace time).
+
+    Static under jit: every argument (it computes constants with NumPy: call it outside `jit`,
+    or with concrete values).
 
     Args:
       feature_shapes: L (H_l, W_l), coarsest level first; priors: K (width, height) in pixels;
@@ -249,6 +258,9 @@ def yolo_v3_decode(raw: jnp.ndarray, layout: dict[str, np.ndarray], strides: Seq
 
     b_x = (sigmoid(t_x) + col) * stride, b_w = p_w exp(t_w) (p_w in pixels); t_w and t_h are clamped
     at DEFAULT_SCALE_CLAMP = log(1000 / 16) (detectron2's exp clamp) so a wild output cannot overflow.
+
+    Static under jit: `layout`, `strides` (`layout` is a dict: close over it, e.g. with
+    functools.partial, as `static_argnames` needs hashable values).
     """
     stride = jnp.asarray(np.asarray(strides, np.float32)[layout["level"]])
     raw = raw.astype(jnp.float32)
@@ -274,6 +286,9 @@ def yolo_v3_targets(
     prior_iou_threshold: float | None = None,
 ) -> dict[str, jnp.ndarray]:
     """YOLO v3 assignment of one image (module docstring); no gradient flows through it.
+
+    Static under jit: `layout`, `priors`, `strides`, `image_size`, `num_classes` (close over the
+    `layout` dict, e.g. with functools.partial).
 
     Args:
       pred_boxes: [N, 4] decoded xyxy boxes (`yolo_v3_decode`), for the ignore mask.

@@ -129,11 +129,15 @@ class ClassificationTask:
         return ClassificationEvaluator(info.num_classes)
 
     def draw(self, batch, predictions, info):
+        """Per image: under a green or red band 'correct|WRONG - truth: class' / 'predicted: class score'."""
         pictures = []
         for image, logits, label in zip(batch["image"], predictions["logits"], batch["label"]):
             probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
             predicted = int(np.argmax(logits))
-            text = f"{info.class_names[predicted]} {probabilities[predicted]:.2f}"
-            pixels = viz.to_uint8(image, self.mean_rgb, self.std_rgb)
-            pictures.append(viz.draw_label(pixels, text, predicted == int(label)))
+            title, band = viz.verdict_title(
+                info.class_names[int(label)],
+                f"{info.class_names[predicted]} {probabilities[predicted]:.2f}",
+                predicted == int(label),
+            )
+            pictures.append(viz.Canvas(viz.to_uint8(image, self.mean_rgb, self.std_rgb), title, band).finish())
         return pictures

@@ -100,24 +100,31 @@ class DetectionTask:
         return VocEvaluator(info.class_names, use_07_metric=metric == "voc07")
 
     def draw(self, batch, predictions, info):
-        """The resized image (canvas padding cut off) with detections scoring at least
-        model.draw_score_threshold, captioned 'class score', over the ground truth in white."""
+        """The resized image (canvas padding cut off) with the detections scoring at least
+        model.draw_score_threshold ('class score') over the striped ground truth ('class'); ground truth
+        that none of them found at IoU >= 0.5 with the right class is marked MISSED (viz.draw_detections);
+        a legend of the styles and the classes shown."""
         threshold = self.config.model.draw_score_threshold
         sizes = np.asarray(image_sizes(jnp.asarray(batch["image_info"]), self.config.data.image_size), np.int64)
         pictures = []
         for b, image in enumerate(batch["image"]):
             keep = np.asarray(predictions["valid"][b], bool) & (np.asarray(predictions["scores"][b]) >= threshold)
             classes = np.asarray(predictions["classes"][b])[keep]
-            scores = np.asarray(predictions["scores"][b])[keep]
-            truth = np.asarray(batch["boxes"][b])[np.asarray(batch["valid"][b], bool)]
+            valid = np.asarray(batch["valid"][b], bool)
+            truth_classes = np.asarray(batch["classes"][b])[valid]
+            crowd = np.asarray(batch["is_crowd"][b], bool)[valid] if "is_crowd" in batch else None
             height, width = sizes[b]
-            pictures.append(
-                viz.draw_boxes(
-                    viz.to_uint8(np.asarray(image)[:height, :width]),
-                    np.asarray(predictions["boxes"][b])[keep],
-                    [f"{info.class_names[k]} {s:.2f}" for k, s in zip(classes, scores)],
-                    classes,
-                    reference_boxes=truth,
-                )
+            canvas = viz.draw_detections(
+                viz.to_uint8(np.asarray(image)[:height, :width]),
+                np.asarray(predictions["boxes"][b])[keep],
+                np.asarray(predictions["scores"][b])[keep],
+                classes,
+                np.asarray(batch["boxes"][b])[valid],
+                truth_classes,
+                info.class_names,
+                truth_crowd=crowd,
+                min_score=threshold,
             )
+            legend = [*viz.STYLE_LEGEND, *viz.class_legend([*classes, *truth_classes], info.class_names)]
+            pictures.append(canvas.finish(legend))
         return pictures

@@ -112,18 +112,26 @@ class LocalizationTask:
         return LocalizationEvaluator()
 
     def draw(self, batch, predictions, info):
+        """Per image: the predicted box (class colour, 'class score') over the true box (striped,
+        'class'), under a band 'correct|WRONG - truth: ...' / 'predicted: ..., IoU' (correct: right class
+        and IoU >= 0.5, as `correct_localization`), with a legend."""
         pictures = []
         for image, logits, box, label, true_box in zip(
             batch["image"], predictions["logits"], predictions["boxes"], batch["label"], batch["box_xyxy"]
         ):
-            predicted = int(np.argmax(logits))
-            pictures.append(
-                viz.draw_boxes(
-                    viz.to_uint8(image),
-                    box[None],
-                    [info.class_names[predicted]],
-                    [predicted],
-                    reference_boxes=true_box[None],
-                )
+            probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+            predicted, label = int(np.argmax(logits)), int(label)
+            iou = float(viz.pairwise_iou(box[None], true_box[None])[0, 0])
+            title, band = viz.verdict_title(
+                info.class_names[label],
+                f"{info.class_names[predicted]} {probabilities[predicted]:.2f}",
+                predicted == label and iou >= 0.5,
+                f", IoU {iou:.2f}",
             )
+            canvas = viz.draw_detections(
+                viz.to_uint8(image), box[None], probabilities[predicted][None], np.array([predicted]),
+                true_box[None], np.array([label]), info.class_names, title=title, title_rgb=band,
+            )
+            legend = [*viz.STYLE_LEGEND, *viz.class_legend({predicted, label}, info.class_names)]
+            pictures.append(canvas.finish(legend))
         return pictures

@@ -77,9 +77,10 @@ class ReconstructionTask:
         targets = np.asarray(batch["target"], np.float64)
         reconstructions = np.asarray(predictions["reconstruction"], np.float64)
         psnrs = per_image_psnr(reconstructions, targets) if len(targets) else []
-        pictures = []
-        for target, reconstruction, psnr in zip(targets, reconstructions, psnrs):
-            to_uint8 = lambda x: np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
-            panels = np.concatenate([to_uint8(target), to_uint8(reconstruction)], axis=1)
-            pictures.append(viz.draw_label(panels, f"input | reconstruction   PSNR {psnr:.1f} dB"))
-        return pictures
+        to_uint8 = lambda x: np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+        return [
+            viz.side_by_side(
+                [to_uint8(target), to_uint8(reconstruction)], ["input", f"reconstruction   PSNR {psnr:.1f} dB"]
+            )
+            for target, reconstruction, psnr in zip(targets, reconstructions, psnrs)
+        ]

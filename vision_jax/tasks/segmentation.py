@@ -107,17 +107,26 @@ class SegmentationTask:
         return SegmentationEvaluator(info.segmentation_class_names, IGNORE_INDEX)
 
     def draw(self, batch, predictions, info):
-        """Per image: the input, the ground truth and the prediction as colour overlays side by side
-        (class 0 and ignored pixels left clear; ignored pixels are grey in the ground truth), captioned
-        with the image's own mIoU."""
-        num_classes = len(info.segmentation_class_names)
+        """Per image: the input, the ground truth and the prediction as colour overlays side by side,
+        captioned (the prediction with the image's own mIoU), over a legend of the classes shown.
+        Class 0 and ignored pixels are left clear; ignored pixels are grey in the ground truth."""
+        names = info.segmentation_class_names
         pictures = []
         for image, truth, predicted in zip(batch["image"], batch["segmentation"], predictions["labels"]):
-            image = viz.to_uint8(image)
-            truth_panel = viz.overlay_mask(image, truth)
-            truth_panel[truth == IGNORE_INDEX] = (truth_panel[truth == IGNORE_INDEX] // 2 + 64).astype(np.uint8)
-            predicted_panel = viz.overlay_mask(image, np.where(truth == IGNORE_INDEX, 0, predicted))
-            panels = np.concatenate([image, truth_panel, predicted_panel], axis=1)
-            image_miou = metrics_from_confusion(confusion_matrix(truth, predicted, num_classes))["mIoU"]
-            pictures.append(viz.draw_label(panels, f"image | truth | prediction   mIoU {image_miou:.2f}"))
+            ignored = truth == IGNORE_INDEX
+            image_miou = metrics_from_confusion(confusion_matrix(truth, predicted, len(names)))["mIoU"]
+            shown = sorted({int(k) for k in np.unique(np.concatenate([truth[~ignored], predicted[~ignored]]))} - {0})
+            # Upscaled before painting, so region borders are drawn at the picture's resolution.
+            image, factor = viz.upscale(viz.to_uint8(image))
+            truth_up, predicted_up = viz.upscale(truth)[0], viz.upscale(np.where(ignored, 0, predicted))[0]
+            ignored_up, edge_width = truth_up == IGNORE_INDEX, max(2, factor)
+            truth_panel = viz.overlay_mask(image, truth_up, edge_width=edge_width)
+            truth_panel[ignored_up] = (truth_panel[ignored_up] // 2 + 64).astype(np.uint8)
+            predicted_panel = viz.overlay_mask(image, predicted_up, edge_width=edge_width)
+            legend = [(("fill", viz.color(k - 1)), names[k]) for k in shown if k < len(names)]
+            if ignored.any():
+                legend.append((("fill", viz.IGNORE_RGB), "ignored (truth)"))
+            pictures.append(viz.side_by_side(
+                [image, truth_panel, predicted_panel], ["image", "truth", f"prediction   mIoU {image_miou:.2f}"], legend
+            ))
         return pictures

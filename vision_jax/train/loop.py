@@ -2,13 +2,16 @@
 
 `train_and_evaluate(config, workdir)` trains `config.train.num_steps` steps, evaluating every
 `eval_every` steps and at the end, checkpointing every `checkpoint_every` steps, at the end
-and on SIGTERM. Started in a workdir that holds checkpoints, it resumes from the latest one,
-input position included, so a resumed run ends where an uninterrupted one would.
+and on SIGTERM or SIGINT (Ctrl-C). Started in a workdir that holds checkpoints, it resumes from
+the latest one, input position included, so a resumed run ends where an uninterrupted one would;
+a config that changes the saved state's shapes is refused before anything is restored
+(vision_jax.train.resume), other changes are warned about and recorded (run_config).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import time
@@ -19,14 +22,17 @@ import ml_collections
 import numpy as np
 
 from vision_jax import tasks
-from vision_jax.data import datasets, pipeline
-from vision_jax.train import checkpoints, parallel
+from vision_jax.data import datasets, pipeline, small_data
+from vision_jax.train import checkpoints, parallel, resume, run_config
 from vision_jax.train.config import validate
 from vision_jax.train.optimizers import build_optimizer
 from vision_jax.train.pictures import write_pictures
+from vision_jax.train.progress import Progress
 from vision_jax.train.state import TrainState, create_train_state
 from vision_jax.train.steps import make_predict_step, make_train_step
 from vision_jax.train.writers import MetricWriter
+
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -44,15 +50,37 @@ class Experiment:
         self.mesh = parallel.make_mesh()
         self.process_count = jax.process_count()
         self.train_ds, self.info = self._load(config.data.train_split)
+        small_data.fit_config_to_data(
+            config, self.train_ds, self.info, device_count=jax.device_count(), process_count=self.process_count
+        )
         self.model = self.task.build_model(self.info)
         self.tx, self.schedule = build_optimizer(config.optimizer, config.train.num_steps)
-        state = create_train_state(self.model, self.task.init_inputs(self.info), self.tx, config.seed)
-        self.state: TrainState = parallel.replicate(state, self.mesh)
         self.manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints)
-        restored = checkpoints.restore_latest(self.manager, self.state)
-        if restored is not None:
-            self.state = restored
+        self.config_changes: dict = {}  # resuming: keys changed since the workdir's config.json
+        self.state: TrainState = self._restore_or_init()
         self.predict_step = make_predict_step(self.task, self.model, self.mesh)
+
+    def _restore_or_init(self) -> TrainState:
+        """Resume before init: the latest checkpoint, once this config's state is known to fit it
+        (resume.check, on traced shapes), or else a freshly initialised state."""
+        init = lambda: create_train_state(self.model, self.task.init_inputs(self.info), self.tx, self.config.seed)
+        step = self.manager.latest_step()
+        if step is None:
+            return parallel.replicate(init(), self.mesh)
+        abstract = jax.eval_shape(init)
+        structure_for = lambda config: checkpoints.structure(
+            abstract if config is self.config else _abstract_state(config, self.info)
+        )
+        try:
+            self.config_changes = resume.check(
+                self.workdir, step, checkpoints.saved_structure(self.manager, step), self.config, structure_for
+            )
+        except resume.ResumeRefusedError:
+            self.manager.close()
+            raise
+        sharding = parallel.replicated(self.mesh)
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)
+        return checkpoints.restore(self.manager, step, abstract)
 
     def _load(self, split: str):
         return datasets.load(
@@ -105,6 +133,19 @@ class Experiment:
         return results
 
 
+def _abstract_state(config: ml_collections.ConfigDict, info) -> TrainState:
+    """The train state that `config` builds for data described by `info`, traced: shapes and
+    dtypes only, nothing computed."""
+    task = tasks.get_task(config)
+    model = task.build_model(info)
+    tx, _ = build_optimizer(config.optimizer, config.train.num_steps)
+    return jax.eval_shape(lambda: create_train_state(model, task.init_inputs(info), tx, config.seed))
+
+
+class WorkdirError(ValueError):
+    pass
+
+
 def require_writable_workdir(workdir: str) -> None:
     """Creates `workdir` and writes a probe file there, so that a path that cannot hold checkpoints
     is refused before minutes of data loading and compilation, not at the first save."""
@@ -115,26 +156,38 @@ def require_writable_workdir(workdir: str) -> None:
             f.write("ok")
         os.remove(probe)
     except OSError as error:
-        raise ValueError(f"--workdir {workdir!r} cannot be written: {error.strerror or error}") from error
+        raise WorkdirError(f"--workdir {workdir!r} cannot be written: {error.strerror or error}") from error
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains (or resumes) a run in `workdir`; returns the final evaluation metrics, or {} when
-    SIGTERM stopped it before the last step (its checkpoint saved; the same call resumes it)."""
+    SIGTERM or SIGINT stopped it before the last step (its checkpoint saved; the same call resumes
+    it). A resume whose config changes the saved state's shapes raises resume.ResumeRefusedError
+    before anything is restored or written; other changes are warned about and recorded in the
+    workdir's config_history.jsonl."""
     require_writable_workdir(workdir)
     exp = Experiment(config, workdir)
     t = config.train
     start_step = exp.step
     is_main = jax.process_index() == 0
     if is_main:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
-    writer = MetricWriter(workdir)
-    if start_step >= t.num_steps:
-        print(f"Workdir {workdir} holds a finished run (step {start_step}); evaluating it.")
+        if exp.config_changes:
+            logger.warning(
+                "Resuming %s at step %d with a changed config: %s (recorded in %s)",
+                workdir,
+                start_step,
+                run_config.describe_changes(exp.config_changes),
+                run_config.HISTORY_FILE,
+            )
+        run_config.record_start(workdir, config, start_step)
+    finished = start_step >= t.num_steps
+    writer = MetricWriter(workdir, start_step, rewrite_eval_at_start=finished)
+    say = (lambda text: print(text, flush=True)) if is_main else (lambda text: None)
+    if finished:
+        say(f"Workdir {workdir} holds a finished run (step {start_step}); evaluating it.")
         results = exp.evaluate(os.path.join(workdir, "pictures"), os.path.join(workdir, "eval"))
         writer.write(start_step, "eval", results)
+        writer.close()
         _write_eval_json(workdir, start_step, results, is_main)
         return results
 
@@ -147,9 +200,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         start_step=start_step,
         cache=config.data.cache,
     )
-    stop = {"sigterm": False}
-    previous_handler = _install_sigterm(stop)
-    progress = _progress_bar(config, start_step) if is_main else None
+    stop = StopRequest()
+    stop.install()
+    progress = Progress(t.num_steps, start_step, bar=t.progress_bar) if is_main else None
+    if progress is not None:
+        say = progress.message
     pending: list[dict[str, jax.Array]] = []
     last_check: tuple[int, Any] | None = None
     tick, tick_step = time.perf_counter(), start_step
@@ -165,28 +220,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             last_check = (step, metrics)
             pending.append(metrics)
             if progress is not None:
-                progress.update(1)
+                progress.update()
             last = step == t.num_steps
             if step % t.log_every == 0 or last:
                 _raise_if_not_finite(*last_check, exp.manager)
                 now = time.perf_counter()
                 summary = _mean_metrics(pending)
                 summary["images_per_second"] = (step - tick_step) * t.batch_size / (now - tick)
+                seconds_per_step = (now - tick) / (step - tick_step)
                 tick, tick_step, pending = now, step, []
                 writer.write(step, "train", summary)
                 if progress is not None:
-                    progress.set_postfix(loss=f"{summary['loss']:.4f}", img_s=f"{summary['images_per_second']:.0f}")
-            if step % t.checkpoint_every == 0 or last or stop["sigterm"]:
+                    progress.log(step, summary, seconds_per_step)
+            if step % t.checkpoint_every == 0 or last or stop.requested:
                 _raise_if_not_finite(*last_check, exp.manager)
                 checkpoints.save(exp.manager, exp.state)
             if step % t.eval_every == 0 or last:
                 results = exp.evaluate(os.path.join(workdir, "pictures"), os.path.join(workdir, "eval"))
                 writer.write(step, "eval", results)
                 _write_eval_json(workdir, step, results, is_main)
-                if is_main:
-                    print(f"\nstep {step} eval: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
-            if stop["sigterm"] and not last:
-                print(f"SIGTERM: checkpoint saved at step {step}; stopping.")
+                say(f"step {step} eval: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
+            if stop.requested and not last:
+                exp.manager.wait_until_finished()
+                say(f"{stop.signal_name}: checkpoint saved at step {step}; run the same command again to resume.")
                 results = {}  # an earlier evaluation is not the run's final one
                 break
     finally:
@@ -194,7 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         writer.close()
         if progress is not None:
             progress.close()
-        signal.signal(signal.SIGTERM, previous_handler)
+        stop.uninstall()
     return results
 
 
@@ -220,19 +276,35 @@ def _write_eval_json(workdir: str, step: int, results: dict[str, float], is_main
         json.dump({"step": step, **{k: float(v) for k, v in results.items()}}, f, indent=2)
 
 
-def _install_sigterm(stop: dict):
-    def handler(signum, frame):
-        stop["sigterm"] = True
+class StopRequest:
+    """SIGTERM (preemption) and SIGINT (Ctrl-C) ask the loop to stop after the current step, with
+    a checkpoint. Later signals are ignored: a second Ctrl-C that interrupted the save would leave
+    no checkpoint of the steps since the last one (and orbax's writer threads dying mid-write)."""
 
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        return signal.getsignal(signal.SIGTERM)
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict = {}
 
-def _progress_bar(config, start_step: int):
-    if not config.train.progress_bar:
-        return None
-    from tqdm import tqdm
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
 
-    return tqdm(total=config.train.num_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+    def _handle(self, signum, frame) -> None:
+        if self.signal_name is None:
+            self.signal_name = signal.Signals(signum).name
+
+    def install(self) -> None:
+        for signum in self.SIGNALS:
+            try:
+                if signal.getsignal(signum) == signal.SIG_IGN:  # e.g. SIGINT of a background job: stays ignored
+                    continue
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+
+    def uninstall(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
