@@ -7,11 +7,11 @@ The model and its training targets are detectron2's R50-FPN (anchors 32-512 on P
 anchors/image, 2000/1000 proposals per level/image in training, RoI head 512 samples/image,
 RoIAlign 7x7, two FC-1024, NMS 0.5, 100 detections). This project ships no ImageNet weights, so
 the backbone trains from random initialisation with synchronised BatchNorm (the flag in the
-command; it is off in the file because tests/test_configs.py traces the loss outside shard_map,
-where the 'data' axis does not exist) and a 3x schedule
-(270k steps of 16 images), the recipe of He et al. 2019 ("Rethinking ImageNet Pre-training");
-with pretrained weights, detectron2's 1x recipe is model.norm='frozen', model.frozen_stages=2,
-train.num_steps=90000. Evaluation: COCO AP on val2017 with pycocotools.
+command; the file leaves it off, the default, because tests/test_configs.py traces the loss
+outside shard_map, where the 'data' axis does not exist) and a 3x schedule (270k steps of 16
+images), the recipe of He et al. 2019 ("Rethinking ImageNet Pre-training"); with pretrained
+weights, detectron2's 1x recipe is model.norm='frozen', model.frozen_stages=2, train.num_steps=90000.
+Evaluation: COCO AP on val2017 with pycocotools.
 Measured: not run here (no GPU in this project's machines); the configuration is built and one
 train step traced in tests/test_configs.py (tfds mock data). detectron2's reference figure for
 this model (with ImageNet pretraining, 1x) is 37.9 box AP.
@@ -35,7 +35,6 @@ def get_config():
 
     c.model.backbone = "resnet50"
     c.model.width = 64
-    c.model.cross_replica_bn = False  # True on multi-device hosts (SyncBN), see the command above
 
     c.optimizer.name = "sgd"
     c.optimizer.learning_rate = 0.02

@@ -29,10 +29,8 @@ def get_config():
     c.model.rcnn.anchor_sizes = ((16, 32, 64),)  # one level, three sizes x three aspect ratios
     c.model.rcnn.rpn_pre_nms_topk_train = 1000  # the 8 x 8 x 9 = 576 anchors of a 128 px image
     c.model.rcnn.rpn_post_nms_topk_train = 300
-    c.model.rcnn.rpn_pre_nms_topk_test = 1000
     c.model.rcnn.rpn_post_nms_topk_test = 300
     c.model.rcnn.roi_pooler_resolution = 14
-    c.model.rcnn.roi_pooler_type = "align"
     c.model.rcnn.roi_num_samples = 64
 
     c.optimizer.name = "adamw"

@@ -39,13 +39,11 @@ def get_config():
     c.model.width = 16
     y = c.model.yolo
     y.grid_size = 8
-    y.boxes_per_cell = 2
     # C4 (8x8 at 128²): the head's stride-2 conv leaves 4x4 cells for the FC layer; on C5 it left 2x2,
     # too coarse to say which of the 8x8 cells holds an object (AP50 0.01 after 2000 steps).
     y.feature = "C4"
     y.head_channels = 128
     y.fc_dim = 512
-    y.dropout = 0.5
 
     c.optimizer.name = "adamw"
     c.optimizer.learning_rate = 2e-3

@@ -2,12 +2,12 @@
 
     python scripts/train.py --config configs/detection/yolov1_resnet_voc.py --workdir runs/yolov1_resnet_voc
 
-The paper's detection head and loss: 7x7 grid, 2 boxes per cell, the last four 3x3 convs (1024
-filters, one with stride 2: 14x14 -> 7x7 on ResNet-50's C5) and two fully connected layers (4096
-with dropout 0.5, then 7x7x30), sum-squared loss with lambda_coord 5 and lambda_noobj 0.5 on
-sqrt(w), sqrt(h); confidence target = IoU. The paper's 24-conv Darknet backbone (ImageNet
-pretrained at 224²) is replaced by a ResNet-50 (random initialisation: this project ships no
-ImageNet weights; expect less than the paper's 63.4 mAP on 07+12). Schedule as in the paper:
+The paper's detection head and loss, which are YOLOv1Settings' defaults: 7x7 grid, 2 boxes per
+cell, the last four 3x3 convs (1024 filters, one with stride 2: 14x14 -> 7x7 on ResNet-50's C5) and
+two fully connected layers (4096 with dropout 0.5, then 7x7x30), sum-squared loss with lambda_coord
+5 and lambda_noobj 0.5 on sqrt(w), sqrt(h); confidence target = IoU. The paper's 24-conv Darknet
+backbone (ImageNet pretrained at 224²) is replaced by a ResNet-50 (random initialisation: this
+project ships no ImageNet weights; expect less than the paper's 63.4 mAP on 07+12). Schedule as in the paper:
 135 epochs of batch 64 (~5011 / 64 * 135 ~ 10.6k steps), SGD momentum 0.9, weight decay 5e-4,
 lr 1e-3 warm-up to 1e-2, then steps down at 75 and 105 epochs (here 0.56 and 0.78 of the run).
 Data: voc/2007 'train+validation' (the paper adds VOC 2012), fixed-size resize, flips.
@@ -36,13 +36,6 @@ def get_config():
     c.model.backbone = "resnet50"
     c.model.width = 64
     y = c.model.yolo
-    y.grid_size = 7
-    y.boxes_per_cell = 2
-    y.head_channels = 1024
-    y.fc_dim = 4096
-    y.dropout = 0.5
-    y.lambda_coord = 5.0
-    y.lambda_noobj = 0.5
     y.nms_threshold = 0.5
     y.score_threshold = 0.005
 

@@ -29,8 +29,6 @@ def get_config():
     c.model.backbone = "vgg16"
     c.model.width = 64
     c.model.segmentation.head_features = 4096
-    c.model.segmentation.head_kernel_size = 7
-    c.model.segmentation.dropout_rate = 0.5
     c.model.dtype = "bfloat16"
 
     c.optimizer.name = "sgd"

@@ -29,9 +29,6 @@ def get_config():
     c.model.backbone = "resnet18"
     c.model.width = 16
     c.model.stem = "imagenet"
-    c.model.segmentation.code_feature = "C4"
-    c.model.segmentation.code_stride = 16
-    c.model.segmentation.decoder_min_features = 16
 
     c.optimizer.name = "adamw"
     c.optimizer.learning_rate = 3e-3

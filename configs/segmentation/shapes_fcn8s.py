@@ -30,7 +30,6 @@ def get_config():
     c.model.backbone = "resnet18"
     c.model.width = 16
     c.model.stem = "imagenet"
-    c.model.segmentation.head_features = 0
 
     c.optimizer.name = "adamw"
     c.optimizer.learning_rate = 5e-3

@@ -5,8 +5,9 @@ Specification, for each detection model, built through the table from a tiny con
 * apply(v, images, image_sizes, targets, train=True) -> {'losses': {...}, 'metrics': {...}},
   every value a finite float32 scalar, at least one loss depending on the parameters;
 * apply(v, images, image_sizes, train=False) -> boxes float32 [B, K, 4], scores float32 [B, K],
-  classes int32 [B, K] in 0..C-1, valid bool [B, K], K = the family's max_detections; valid rows
-  lie inside the image and are sorted by decreasing score, padding rows are zero;
+  classes int32 [B, K] in 0..C-1, valid bool [B, K], K = the family's max_detections; with score
+  threshold 0 there are detections, valid rows come first, lie inside the image and are sorted by
+  decreasing score, padding rows are zero;
 * the jitted train step compiles once whatever the number of objects in the batch;
 * training without targets is refused with a message that names them.
 A detector added to the table without a TINY entry below fails here, on purpose.
@@ -34,28 +35,30 @@ TINY = {
         {"backbone": "resnet18", "width": 8},
         {"fpn_channels": 16, "rpn_pre_nms_topk_train": 100, "rpn_post_nms_topk_train": 40,
          "rpn_pre_nms_topk_test": 100, "rpn_post_nms_topk_test": 40, "roi_num_samples": 16,
-         "box_head_fc_dim": 32, "test_max_detections": 10,
+         "box_head_fc_dim": 32, "test_max_detections": 10, "test_score_threshold": 0.0,
          "anchor_sizes": ((8,), (16,), (32,), (64,), (128,))},
     ),
     "faster_rcnn_c4": (
         {"backbone": "resnet18", "width": 8},
         {"anchor_sizes": ((8, 16, 32),), "roi_pooler_resolution": 8, "rpn_pre_nms_topk_train": 100,
          "rpn_post_nms_topk_train": 40, "rpn_pre_nms_topk_test": 100, "rpn_post_nms_topk_test": 40,
-         "roi_num_samples": 16, "test_max_detections": 10},
+         "roi_num_samples": 16, "test_max_detections": 10, "test_score_threshold": 0.0},
     ),
     "ssd": (
         {"backbone": "resnet18", "width": 8},
         {"resnet_sources": ("C3", "C4", "C5"), "resnet_source_channels": 16,
          "extras": ((8, 16, 3, 2, 1),), "aspect_ratios": ((2,), (2,), (2,), (2,)),
-         "scales": (0.1, 0.3, 0.5, 0.7, 0.9), "steps": (), "l2norm": False, "max_detections": 10},
+         "scales": (0.1, 0.3, 0.5, 0.7, 0.9), "steps": (), "l2norm": False, "max_detections": 10,
+         "score_threshold": 0.0},
     ),
     "yolo_v1": (
         {"backbone": "resnet18", "width": 8},
-        {"grid_size": 4, "feature": "C4", "head_channels": 16, "fc_dim": 32, "max_detections": 10},
+        {"grid_size": 4, "feature": "C4", "head_channels": 16, "fc_dim": 32, "max_detections": 10,
+         "score_threshold": 0.0},
     ),
     "yolo_v3": (
         {"backbone": "resnet18", "width": 8},
-        {"neck_channels": 16, "max_detections": 10,
+        {"neck_channels": 16, "max_detections": 10, "score_threshold": 0.0,
          "priors": ((6, 6), (8, 8), (10, 10), (14, 14), (18, 18), (22, 22), (28, 28), (36, 36), (48, 48))},
     ),
 }  # fmt: skip
@@ -139,6 +142,7 @@ def test_inference_returns_the_detections_dict(built):
     for b in range(BATCH):
         height, width = np.asarray(sizes[b])
         kept = valid[b]
+        assert kept.any(), f"{name}: no detection at score threshold 0 (image {b})"
         assert np.all(kept[: kept.sum()]), f"{name}: valid rows must come first"
         assert np.all(np.diff(scores[b][kept]) <= 0), f"{name}: scores not decreasing"
         assert np.all((classes[b][kept] >= 0) & (classes[b][kept] < NUM_CLASSES))

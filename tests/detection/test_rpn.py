@@ -25,7 +25,7 @@ def random_gt(rng, num_valid, num_padding, image_size, crowd=False):
 
 def test_head_applies_shared_weights_on_every_level_in_anchor_order(rng, seed):
     levels = [rng.normal(size=(2, s, s, 6)).astype(np.float32) for s in (8, 4)]
-    head = rpn.RPNHead(num_anchors=3)
+    head = rpn.RPNHead(num_anchors=3, conv_channels=None)
     shapes = jax.eval_shape(lambda: head.init(jax.random.key(0), levels))
     params = jax.tree.map(lambda s: rng.normal(0, 0.5, s.shape).astype(np.float32), shapes["params"])
     logits, deltas = jax.jit(lambda p, x: head.apply({"params": p}, x))(params, levels)

@@ -68,7 +68,7 @@ def test_vgg_ssd_sources_and_default_boxes_follow_the_paper(size, grids, total):
 
 def test_l2norm_normalises_each_location_and_scales_by_twenty(rng, seed):
     x = rng.normal(0, 30, (2, 3, 4, 5)).astype(np.float32)
-    module = L2Norm()
+    module = L2Norm(scale_init=20.0)
     variables = module.init(jax.random.key(0), x)
     np.testing.assert_allclose(np.asarray(variables["params"]["scale"]), np.full(5, 20.0))
     expected = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=-1, keepdims=True) * 20.0

@@ -32,7 +32,7 @@ def test_cae_reconstructs_any_size_in_the_unit_range(seed):
     out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
     assert out.shape == images.shape and out.dtype == jnp.float32
     assert np.all((np.asarray(out) >= 0) & (np.asarray(out) <= 1)), f"seed={seed}"
-    with pytest.raises(ValueError, match="stride 16, but code_stride=8"):
+    with pytest.raises(ValueError, match="has stride 16, but config.model.segmentation.code_stride=8"):
         jax.eval_shape(
             lambda: model.clone(settings=dataclasses.replace(model.settings, code_stride=8)).init(
                 jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False

@@ -29,10 +29,11 @@ VGG_FC_POOL_SIZE = 7
 vgg_fc_kernel_init = nn.initializers.normal(stddev=0.01)
 
 
-def select_feature(features: dict[str, jax.Array], name: str) -> jax.Array:
-    """features[name], or a ValueError naming the missing key and the available ones."""
+def select_feature(features: dict[str, jax.Array], name: str, key: str = "feature") -> jax.Array:
+    """features[name], or a ValueError naming the setting `key` that chose it (e.g.
+    'config.model.classifier.feature') and the backbone's outputs."""
     if name not in features:
-        raise ValueError(f"backbone has no feature {name!r}; it returns {sorted(features)}")
+        raise ValueError(f"{key}={name!r} is not an output of the backbone; it gives {sorted(features)}")
     return features[name]
 
 
@@ -109,7 +110,7 @@ class Classifier(nn.Module):
         s = self.settings
         if s.head not in HEADS:
             raise ValueError(f"unknown classifier head {s.head!r}; expected one of {list(HEADS)}")
-        x = select_feature(self.backbone(images, train=train), s.feature)
+        x = select_feature(self.backbone(images, train=train), s.feature, "config.model.classifier.feature")
         dense = lambda features, name, **kw: nn.Dense(features, dtype=self.dtype, name=name, **kw)
         if s.head == "gap":
             # Mean in float32: a bf16 sum over thousands of pixels would lose the low bits.

@@ -17,8 +17,8 @@ import ml_collections
 
 from vision_jax.models.backbones import build_backbone
 
-# The mesh axis of data parallelism (vision_jax.train.parallel), over which cross-replica
-# BatchNorm averages its statistics.
+# The mesh axis of data parallelism, over which cross-replica BatchNorm averages its statistics;
+# vision_jax.train.parallel builds its mesh on this name.
 DATA_AXIS = "data"
 
 

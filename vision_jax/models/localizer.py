@@ -78,7 +78,7 @@ class Localizer(nn.Module):
         s = self.settings
         if s.pooling not in POOLINGS:
             raise ValueError(f"unknown localizer pooling {s.pooling!r}; expected one of {list(POOLINGS)}")
-        x = select_feature(self.backbone(images, train=train), s.feature).astype(jnp.float32)
+        x = select_feature(self.backbone(images, train=train), s.feature, "config.model.localizer.feature").astype(jnp.float32)
         if s.pooling == "avg":
             x = jnp.mean(x, axis=(1, 2))
         else:

@@ -123,5 +123,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
     spec = model_spec(config)  # the model's group is checked here, before data or model are built
     settings_from_config(spec.settings, config.model.get(spec.group), f"config.model.{spec.group}")
+    # Building only constructs the module (no parameters, no data): it refuses what one model of a
+    # family cannot use (e.g. faster_rcnn's 5 anchor levels, SSD's sources) before data is loaded.
+    spec.build(config, 1)
     if config.optimizer.learning_rate <= 0:
         raise ValueError(f"config.optimizer.learning_rate={config.optimizer.learning_rate} must be > 0")

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-AXIS = "data"
+from vision_jax.models.from_config import DATA_AXIS as AXIS  # the one name of the mesh axis
 
 
 def initialize_distributed(config: ml_collections.ConfigDict) -> None:

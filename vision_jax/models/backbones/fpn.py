@@ -36,7 +36,7 @@ class FPN(nn.Module):
     """Top-down feature pyramid with lateral connections.
 
     Attributes:
-      channels: output channels of every P level (256 in the paper).
+      channels: output channels of every P level (RCNNSettings.fpn_channels; 256 in the paper).
       in_levels: backbone feature names, finest first, e.g. ('C2', 'C3', 'C4', 'C5'); output l of
         input 'C<l>' is 'P<l>'.
       top_block: 'maxpool' adds P(l_max + 1) by 1x1/2 max-pooling of the coarsest P; 'none' adds
@@ -47,7 +47,7 @@ class FPN(nn.Module):
     'P6': [B, ceil(H/64), ceil(W/64), channels]}.
     """
 
-    channels: int = 256
+    channels: int
     in_levels: Sequence[str] = ("C2", "C3", "C4", "C5")
     top_block: str = "maxpool"
     dtype: Any = None

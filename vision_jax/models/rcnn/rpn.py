@@ -41,7 +41,8 @@ class RPNHead(nn.Module):
 
     Attributes:
       num_anchors: A, anchors per location (the same on every level).
-      conv_channels: channels of the shared 3x3 conv; None = the input's channels (detectron2).
+      conv_channels: channels of the shared 3x3 conv; None = the input's channels (detectron2);
+        RCNNSettings.rpn_conv_channels.
       dtype: compute dtype; outputs are float32.
 
     __call__(features: sequence of L maps [B, H_l, W_l, C]) ->
@@ -49,7 +50,7 @@ class RPNHead(nn.Module):
     """
 
     num_anchors: int
-    conv_channels: int | None = None
+    conv_channels: int | None
     dtype: Any = None
 
     @nn.compact

@@ -59,7 +59,8 @@ class RCNNSettings:
 
     def check(self) -> None:
         for name in ("rpn_fg_iou_threshold", "rpn_bg_iou_threshold", "rpn_nms_threshold", "roi_iou_threshold",
-                     "test_nms_threshold", "rpn_positive_fraction", "roi_positive_fraction"):  # fmt: skip
+                     "test_nms_threshold", "test_score_threshold", "rpn_positive_fraction",
+                     "roi_positive_fraction"):  # fmt: skip
             value = getattr(self, name)
             require(0.0 <= value <= 1.0, name, value, "must be in [0, 1]")
         require(self.rpn_bg_iou_threshold <= self.rpn_fg_iou_threshold, "rpn_bg_iou_threshold",
@@ -69,6 +70,12 @@ class RCNNSettings:
                      "test_max_detections", "fpn_channels"):  # fmt: skip
             value = getattr(self, name)
             require(value >= 1, name, value, "must be >= 1")
+        for name in ("box_head_num_fc", "roi_sampling_ratio", "rpn_min_size", "rpn_smooth_l1_beta", "roi_smooth_l1_beta"):
+            value = getattr(self, name)
+            require(value >= 0, name, value, "must be >= 0")
+        require(self.roi_canonical_size > 0, "roi_canonical_size", self.roi_canonical_size, "must be > 0")
+        if self.rpn_conv_channels is not None:
+            require(self.rpn_conv_channels >= 1, "rpn_conv_channels", self.rpn_conv_channels, "must be >= 1 or None")
         require(self.roi_pooler_type in POOLER_TYPES, "roi_pooler_type", self.roi_pooler_type, f"is not one of {POOLER_TYPES}")
         require(len(self.anchor_sizes) >= 1 and all(len(level) >= 1 and min(level) > 0 for level in self.anchor_sizes),
                 "anchor_sizes", self.anchor_sizes, "needs one tuple of positive sizes per RPN level")  # fmt: skip

@@ -42,6 +42,8 @@ class ConvAutoencoder(nn.Module):
         2; inputs are padded to a multiple of it and the decoder upsamples by it) and
         `decoder_min_features` (the decoder halves channels per x2 step, down to this many).
       dtype: compute dtype; the reconstruction is float32.
+      bn_axis_name: the decoder's BatchNorm cross-replica axis (vision_jax.models.from_config.bn_axis_name;
+        None: per-device statistics); the backbone's own BatchNorms get theirs from the builder.
 
     __call__(images float32 [B, H, W, 3] (normalised), train) -> float32 [B, H, W, 3] in [0, 1].
     """
@@ -49,6 +51,7 @@ class ConvAutoencoder(nn.Module):
     backbone: nn.Module
     settings: AutoencoderSettings = AutoencoderSettings()
     dtype: Any = None
+    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool) -> jax.Array:
@@ -56,13 +59,16 @@ class ConvAutoencoder(nn.Module):
             raise ValueError(f"ConvAutoencoder expects images [B, H, W, C], got shape {images.shape}")
         feature, stride = self.settings.code_feature, self.settings.code_stride
         if stride < 1 or stride & (stride - 1):
-            raise ValueError(f"code_stride={stride} must be a power of 2")
+            raise ValueError(f"config.model.segmentation.code_stride={stride} must be a power of 2")
         height, width = images.shape[1], images.shape[2]
         padded = pad_to_multiple(images, stride)
-        x = select_feature(self.backbone(padded, train=train), feature)
-        factor = integer_factor(padded.shape[1], x.shape[1], f"ConvAutoencoder code {feature}")
+        x = select_feature(self.backbone(padded, train=train), feature, "config.model.segmentation.code_feature")
+        factor = integer_factor(padded.shape[1], x.shape[1], f"config.model.segmentation.code_feature={feature!r}")
         if factor != stride:
-            raise ValueError(f"feature {feature!r} has stride {factor}, but code_stride={stride}")
+            raise ValueError(
+                f"config.model.segmentation.code_feature={feature!r} has stride {factor}, but "
+                f"config.model.segmentation.code_stride={stride}"
+            )
         features = x.shape[-1]
         for step in range(factor.bit_length() - 1):
             x = BilinearConvTranspose(2, trainable=True, dtype=self.dtype, name=f"up{step + 1}")(x)
@@ -76,7 +82,10 @@ class ConvAutoencoder(nn.Module):
                 kernel_init=conv_kernel_init,
                 name=f"conv{step + 1}",
             )(x)
-            x = nn.relu(nn.BatchNorm(use_running_average=not train, dtype=self.dtype, name=f"bn{step + 1}")(x))
+            x = nn.BatchNorm(
+                use_running_average=not train, dtype=self.dtype, axis_name=self.bn_axis_name, name=f"bn{step + 1}"
+            )(x)
+            x = nn.relu(x)
         x = nn.Conv(3, (3, 3), padding="SAME", dtype=self.dtype, name="to_image")(x)
         return jax.nn.sigmoid(x.astype(jnp.float32))[:, :height, :width]
 

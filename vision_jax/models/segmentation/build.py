@@ -49,4 +49,5 @@ def build_autoencoder(config: ml_collections.ConfigDict, num_classes: int | None
         backbone=backbone_from_config(config.model),
         settings=_settings(config, AutoencoderSettings),
         dtype=compute_dtype(config.model),
+        bn_axis_name=bn_axis_name(config.model),
     )

@@ -46,10 +46,10 @@ class L2Norm(nn.Module):
     """Per-location L2 normalisation over channels times a learned per-channel scale (ParseNet).
 
     [B, H, W, C] -> same shape: x / max(||x||_2 over C, 1e-12) * scale, scale initialised to
-    `scale_init` (20 in SSD). Computed in float32, returned in x's dtype.
+    `scale_init` (SSDSettings.l2norm_scale, 20 in SSD). Computed in float32, returned in x's dtype.
     """
 
-    scale_init: float = 20.0
+    scale_init: float
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

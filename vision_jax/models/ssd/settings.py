@@ -54,7 +54,7 @@ class SSDSettings:
     max_detections: int = 200
 
     def check(self) -> None:
-        for name in ("iou_threshold", "nms_threshold"):
+        for name in ("iou_threshold", "nms_threshold", "score_threshold"):
             require(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "must be in [0, 1]")
         require(self.neg_pos_ratio >= 0, "neg_pos_ratio", self.neg_pos_ratio, "must be >= 0")
         require(self.min_negatives >= 0, "min_negatives", self.min_negatives, "must be >= 0")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from vision_jax.models.from_config import backbone_from_config, compute_dtype
+from vision_jax.models.from_config import backbone_from_config, bn_axis_name, compute_dtype
 from vision_jax.models.settings import settings_from_config
 from vision_jax.models.yolo.settings import YOLOv1Settings, YOLOv3Settings
 from vision_jax.models.yolo.v1 import YOLOv1
@@ -30,7 +30,13 @@ def build_yolo_v1(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv1
     _check_fixed_size(config)
     settings = settings_from_config(YOLOv1Settings, config.model.get(GROUP), f"config.model.{GROUP}")
     backbone = backbone_from_config(config.model)
-    return YOLOv1(backbone=backbone, num_classes=num_classes, settings=settings, dtype=compute_dtype(config.model))
+    return YOLOv1(
+        backbone=backbone,
+        num_classes=num_classes,
+        settings=settings,
+        dtype=compute_dtype(config.model),
+        bn_axis_name=bn_axis_name(config.model),
+    )
 
 
 def build_yolo_v3(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv3:
@@ -38,4 +44,10 @@ def build_yolo_v3(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv3
     _check_fixed_size(config)
     settings = settings_from_config(YOLOv3Settings, config.model.get(GROUP), f"config.model.{GROUP}")
     backbone = backbone_from_config(config.model)
-    return YOLOv3(backbone=backbone, num_classes=num_classes, settings=settings, dtype=compute_dtype(config.model))
+    return YOLOv3(
+        backbone=backbone,
+        num_classes=num_classes,
+        settings=settings,
+        dtype=compute_dtype(config.model),
+        bn_axis_name=bn_axis_name(config.model),
+    )

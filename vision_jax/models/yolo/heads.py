@@ -30,6 +30,9 @@ class YOLOv1Head(nn.Module):
     The paper's convs have no normalisation; BatchNorm here (YOLOv2's change) lets the head train
     from scratch with Adam. Dropout draws from the 'sampling' RNG stream (the detection task's).
 
+    Widths and dropout come from YOLOv1Settings (head_channels, fc_dim, dropout), where their
+    defaults live; bn_axis_name is the BatchNorms' cross-replica axis (None: per device).
+
     __call__(features [B, h, w, c], train) -> [B, S, S, 5 B + C] raw outputs, per cell
     (B x (x, y, sqrt_w, sqrt_h) logits, B confidence logits, C class logits).
     """
@@ -37,14 +40,15 @@ class YOLOv1Head(nn.Module):
     grid_size: int
     boxes_per_cell: int
     num_classes: int
-    channels: int = 1024
-    fc_dim: int = 4096
-    dropout: float = 0.5
+    channels: int
+    fc_dim: int
+    dropout: float
     dtype: Any = None
+    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        conv = functools.partial(ConvBNLeaky, dtype=self.dtype)
+        conv = functools.partial(ConvBNLeaky, dtype=self.dtype, bn_axis_name=self.bn_axis_name)
         for index, stride in enumerate((1, 2, 1, 1)):
             x = conv(self.channels, 3, strides=stride, name=f"conv{index + 1}")(x, train)
         x = x.reshape(x.shape[0], -1)
@@ -76,18 +80,22 @@ class YOLOv3Head(nn.Module):
 
     __call__(features: list of [B, H_l, W_l, C_l] coarsest first, H_{l+1} = 2 H_l; train) ->
     list of [B, H_l, W_l, A_l, 5 + C] raw outputs (t_x, t_y, t_w, t_h, t_o, t_c...).
+
+    c is YOLOv3Settings.neck_channels (its default lives there); bn_axis_name is the BatchNorms'
+    cross-replica axis (None: per device).
     """
 
     num_classes: int
     priors_per_level: Sequence[int]
-    channels: int = 512
+    channels: int
     dtype: Any = None
+    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, features: Sequence[jax.Array], train: bool) -> list[jax.Array]:
         if len(features) != len(self.priors_per_level):
             raise ValueError(f"YOLOv3Head got {len(features)} feature maps for {len(self.priors_per_level)} levels")
-        conv = functools.partial(ConvBNLeaky, dtype=self.dtype)
+        conv = functools.partial(ConvBNLeaky, dtype=self.dtype, bn_axis_name=self.bn_axis_name)
         outputs, route = [], None
         for level, (x, num_priors) in enumerate(zip(features, self.priors_per_level)):
             channels = self.channels // 2**level

@@ -28,6 +28,7 @@ class YOLODecodingSettings:
 
     def check(self) -> None:
         require(0.0 <= self.nms_threshold <= 1.0, "nms_threshold", self.nms_threshold, "must be in [0, 1]")
+        require(0.0 <= self.score_threshold <= 1.0, "score_threshold", self.score_threshold, "must be in [0, 1]")
         require(self.max_detections >= 1, "max_detections", self.max_detections, "must be >= 1")
         require(self.pre_nms_topk >= 1, "pre_nms_topk", self.pre_nms_topk, "must be >= 1")
 
@@ -52,6 +53,10 @@ class YOLOv1Settings(YOLODecodingSettings):
         require(self.grid_size >= 1, "grid_size", self.grid_size, "must be >= 1")
         require(self.boxes_per_cell >= 1, "boxes_per_cell", self.boxes_per_cell, "must be >= 1")
         require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
+        for name in ("head_channels", "fc_dim"):
+            require(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
+        for name in ("lambda_coord", "lambda_noobj"):
+            require(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +79,10 @@ class YOLOv3Settings(YOLODecodingSettings):
     def check(self) -> None:
         super().check()
         require(len(self.masks) == 3, "masks", self.masks, "needs 3 levels (strides 32, 16, 8)")
+        require(self.neck_channels >= 4, "neck_channels", self.neck_channels, "must be >= 4 (halved twice)")
+        require(0.0 <= self.ignore_threshold <= 1.0, "ignore_threshold", self.ignore_threshold, "must be in [0, 1]")
+        for name in ("box_weight", "objectness_weight", "class_weight"):
+            require(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         require(all(min(p) > 0 for p in self.priors), "priors", self.priors,
                 "must be positive (width, height) pairs in pixels")  # fmt: skip
         require(sorted(i for mask in self.masks for i in mask) == list(range(len(self.priors))), "masks", self.masks,

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 import vision_jax.ops as vops
+from vision_jax.models.classifier import select_feature
 from vision_jax.models.detector import Detector
 from vision_jax.models.yolo.heads import YOLOv1Head
 from vision_jax.models.yolo.settings import YOLOv1Settings
@@ -44,12 +45,15 @@ class YOLOv1(Detector):
       num_classes: C.
       settings: every hyper-parameter (grid, head, loss, decoding); vision_jax.models.yolo.settings.
       dtype: compute dtype of the head; outputs are float32.
+      bn_axis_name: the head's BatchNorm cross-replica axis (vision_jax.models.from_config.bn_axis_name;
+        None: per-device statistics).
     """
 
     backbone: nn.Module
     num_classes: int
     settings: YOLOv1Settings = YOLOv1Settings()
     dtype: Any = None
+    bn_axis_name: str | None = None
 
     def setup(self):
         s = self.settings
@@ -62,16 +66,15 @@ class YOLOv1(Detector):
             fc_dim=s.fc_dim,
             dropout=s.dropout,
             dtype=self.dtype,
+            bn_axis_name=self.bn_axis_name,
         )
 
     def forward(self, images: jax.Array, train: bool) -> dict[str, jax.Array]:
         """-> {'boxes' [B, S, S, B', 4] (x, y, sqrt_w, sqrt_h), 'confidences' [B, S, S, B'],
         'class_probs' [B, S, S, C]}, float32; in [0, 1] unless `linear_outputs`."""
         s = self.settings
-        features = self.backbone(images, train=train)
-        if s.feature not in features:
-            raise ValueError(f"YOLOv1 feature={s.feature!r} is not a backbone output: {sorted(features)}")
-        raw = self.head(features[s.feature], train).astype(jnp.float32)
+        feature = select_feature(self.backbone(images, train=train), s.feature, "config.model.yolo.feature")
+        raw = self.head(feature, train).astype(jnp.float32)
         num_boxes = s.boxes_per_cell
         boxes = raw[..., : 4 * num_boxes].reshape(*raw.shape[:3], num_boxes, 4)
         confidences = raw[..., 4 * num_boxes : 5 * num_boxes]

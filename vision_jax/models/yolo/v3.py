@@ -44,12 +44,15 @@ class YOLOv3(Detector):
       num_classes: C.
       settings: every hyper-parameter (priors, neck, loss, decoding); vision_jax.models.yolo.settings.
       dtype: compute dtype of the head; outputs are float32.
+      bn_axis_name: the neck's BatchNorm cross-replica axis (vision_jax.models.from_config.bn_axis_name;
+        None: per-device statistics).
     """
 
     backbone: nn.Module
     num_classes: int
     settings: YOLOv3Settings = YOLOv3Settings()
     dtype: Any = None
+    bn_axis_name: str | None = None
 
     def setup(self):
         s = self.settings
@@ -59,6 +62,7 @@ class YOLOv3(Detector):
             priors_per_level=tuple(len(mask) for mask in s.masks),
             channels=s.neck_channels,
             dtype=self.dtype,
+            bn_axis_name=self.bn_axis_name,
         )
 
     def forward(self, images: jax.Array, train: bool) -> list[jax.Array]:
