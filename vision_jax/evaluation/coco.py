@@ -25,7 +25,8 @@ Ground truth, two sources:
   json's ids. Only images that went through `update` are evaluated (COCOeval params.imgIds).
 
 `result()` -> `AP` (IoU .50:.05:.95), `AP50`, `AP75`, `APs`, `APm`, `APl`, `AR100` (COCOeval.stats
-0-5 and 8), and `mask_AP`, ... when masks were given. Like pycocotools, a metric without any ground
+0-5 and 8), and `mask_AP`, ... when masks were given (a prediction's area for `mask_APs/m/l` is its mask's
+area: segm results are evaluated without their `bbox`). Like pycocotools, a metric without any ground
 truth in its range (e.g. `APl` with no large object) is -1.
 """
 
@@ -209,8 +210,11 @@ class CocoEvaluator:
 
     def _evaluate(self, ground_truth: COCO, iou_type: str) -> np.ndarray:
         detections = [dict(d) for d in self.detections]  # loadRes adds keys in place
-        if iou_type == "bbox":
-            detections = [{k: v for k, v in d.items() if k != "segmentation"} for d in detections]
+        # Each type sees only its own geometry: loadRes takes a result's area from `bbox` whenever the
+        # field is there, so a segm result that kept its box would be sized by the box for APs/m/l
+        # (detectron2 drops the box before segm evaluation, as here).
+        dropped = "segmentation" if iou_type == "bbox" else "bbox"
+        detections = [{k: v for k, v in d.items() if k != dropped} for d in detections]
         with contextlib.redirect_stdout(io.StringIO()):
             if detections:
                 results = ground_truth.loadRes(detections)

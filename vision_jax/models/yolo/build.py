@@ -25,29 +25,22 @@ def _check_fixed_size(config: ml_collections.ConfigDict) -> None:
         )
 
 
-def build_yolo_v1(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv1:
-    """The YOLO v1 of `config.model` (backbone keys + the `yolo` group) for `num_classes` classes."""
+def _build(module, settings_cls, config: ml_collections.ConfigDict, num_classes: int):
     _check_fixed_size(config)
-    settings = settings_from_config(YOLOv1Settings, config.model.get(GROUP), f"config.model.{GROUP}")
-    backbone = backbone_from_config(config.model)
-    return YOLOv1(
-        backbone=backbone,
+    return module(
+        backbone=backbone_from_config(config.model),
         num_classes=num_classes,
-        settings=settings,
+        settings=settings_from_config(settings_cls, config.model.get(GROUP), f"config.model.{GROUP}"),
         dtype=compute_dtype(config.model),
         bn_axis_name=bn_axis_name(config.model),
     )
+
+
+def build_yolo_v1(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv1:
+    """The YOLO v1 of `config.model` (backbone keys + the `yolo` group) for `num_classes` classes."""
+    return _build(YOLOv1, YOLOv1Settings, config, num_classes)
 
 
 def build_yolo_v3(config: ml_collections.ConfigDict, num_classes: int) -> YOLOv3:
     """The YOLO v3 of `config.model` (backbone keys + the `yolo` group) for `num_classes` classes."""
-    _check_fixed_size(config)
-    settings = settings_from_config(YOLOv3Settings, config.model.get(GROUP), f"config.model.{GROUP}")
-    backbone = backbone_from_config(config.model)
-    return YOLOv3(
-        backbone=backbone,
-        num_classes=num_classes,
-        settings=settings,
-        dtype=compute_dtype(config.model),
-        bn_axis_name=bn_axis_name(config.model),
-    )
+    return _build(YOLOv3, YOLOv3Settings, config, num_classes)
