@@ -98,7 +98,8 @@ def test_bfloat16_classifier_returns_float32_logits(seed):
 def test_unknown_feature_and_head_are_refused_by_name():
     backbone = ResNet(stage_sizes=(1, 1), block="basic", width=2)
     init = lambda m: jax.eval_shape(lambda: m.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))
-    with pytest.raises(ValueError, match=r"no feature 'C5'.*\['C2', 'C3'\]"):
+    message = r"config\.model\.classifier\.feature='C5' is not an output of the backbone; it gives \['C2', 'C3'\]"
+    with pytest.raises(ValueError, match=message):
         init(Classifier(backbone=backbone, num_classes=2))
     with pytest.raises(ValueError, match="unknown classifier head 'mlp'"):
         init(Classifier(backbone=backbone, num_classes=2, settings=ClassifierSettings(feature="C3", head="mlp")))

@@ -75,7 +75,7 @@ def test_bad_arguments_are_refused_by_name():
     model = Localizer(backbone=BACKBONE, num_classes=2, settings=LocalizerSettings(pooling="max"))
     with pytest.raises(ValueError, match="unknown localizer pooling 'max'"):
         jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False))
-    with pytest.raises(ValueError, match="no feature 'C5'"):
+    with pytest.raises(ValueError, match=r"config\.model\.localizer\.feature='C5' is not an output of the backbone"):
         jax.eval_shape(
             lambda: model.clone(settings=LocalizerSettings(pooling="avg")).init(
                 jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False

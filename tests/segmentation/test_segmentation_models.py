@@ -111,7 +111,7 @@ def test_unknown_variant_and_missing_skip_are_refused():
             lambda: FCN(backbone=TINY_RESNET, num_classes=2, variant="4s").init(jax.random.key(0), images, train=False)
         )
     two_stage = ResNet(stage_sizes=(1, 1), block="basic", width=2)  # returns C2, C3 only
-    with pytest.raises(ValueError, match="no feature 'C5'"):
+    with pytest.raises(ValueError, match="feature='C5' is not an output of the backbone"):
         jax.eval_shape(lambda: FCN(backbone=two_stage, num_classes=2).init(jax.random.key(0), images, train=False))
 
 

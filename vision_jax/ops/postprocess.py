@@ -65,6 +65,8 @@ def multiclass_detections(
       max_detections: K, static.
       valid: [N] bool or None (all rows valid): rows to drop (e.g. padding proposals).
       pre_nms_topk / topk_per_class: static ints or None, at most one of them (step 3).
+    Static under jit: `max_detections`, `pre_nms_topk`, `topk_per_class` (they fix output and
+    candidate shapes).
     Returns:
       {'boxes' [K, 4], 'scores' [K], 'classes' [K] int32, 'valid' [K] bool}.
     """

@@ -109,6 +109,7 @@ def ssd_targets(
       default_boxes [A, 4] xyxy input pixels, gt_is_crowd [G] bool or None;
       num_classes: C, the foreground classes (static int): the background label;
       iou_threshold as in ``ssd_match``; box_weights: ``encode_boxes`` weights (SSD: (10, 10, 5, 5)).
+    Static under jit: `num_classes`.
 
     Returns:
       labels: [A] int32, k for a default box matched to class k, C (num_classes) for background:
