@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 import ml_collections
 
 from vision_jax.data import datasets
+from vision_jax.data.dataset_info import DatasetInfo
 from vision_jax.models.settings import config_group
 from vision_jax.models.table import MODELS
 from vision_jax.tasks import get_task
@@ -72,6 +73,32 @@ def test_config_builds_and_traces_a_train_step(path, tmp_path):
     )
     assert loss.shape == () and all(m.shape == () for m in metrics.values())
     assert jax.tree.structure(new_state) == jax.tree.structure({k: v for k, v in variables.items() if k != "params"})
+
+
+def test_full_size_mask_rcnn_config_builds_and_traces_a_train_step():
+    """mask_rcnn_R50_FPN reads a coco_json folder (tfds' COCO has no masks), which the test above skips;
+    here the batch is the detection pipeline's documented output (data/detection_inputs.py) at the
+    config's sizes, COCO's 80 classes."""
+    config = load_config("configs/detection/mask_rcnn_R50_FPN.py")
+    validate(config)
+    info = DatasetInfo(name="coco_json", num_classes=80, class_names=tuple(f"c{i}" for i in range(80)),
+                       num_examples={"train": 2}, image_shape=None, has=frozenset({"boxes", "masks"}))  # fmt: skip
+    task = get_task(config)
+    model = task.build_model(info)
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0, impl="rbg"), **task.init_inputs(info), train=False))
+    b, side, m = config.train.batch_size // jax.device_count(), config.data.image_size, config.data.max_instances
+    mask_side = config.data.mask_size or side
+    shapes = {"image": ((side, side, 3), np.float32), "boxes": ((m, 4), np.float32), "classes": ((m,), np.int32),
+              "valid": ((m,), np.bool_), "is_crowd": ((m,), np.bool_),
+              "masks": ((m, mask_side, mask_side), np.uint8), "image_info": ((4,), np.float32),
+              "image_id": ((), np.int32), "example_valid": ((), np.bool_)}  # fmt: skip
+    batch = {k: jax.ShapeDtypeStruct((b, *shape), dtype) for k, (shape, dtype) in shapes.items()}
+    loss_fn = lambda v, x: task.loss(model, v, x, jax.random.PRNGKey(0), True)
+    loss, (metrics, _) = jax.eval_shape(loss_fn, variables, batch)
+    assert loss.shape == () and "loss_mask" in metrics and metrics["loss_mask"].shape == ()
+    predictions = jax.eval_shape(lambda v, x: task.predict(model, v, x), variables, batch)
+    k = config.model.rcnn.test_max_detections
+    assert predictions["masks"].shape[:2] == (b, k)
 
 
 def test_load_config_file_returns_get_config_and_names_bad_files(tmp_path):

@@ -171,3 +171,109 @@ def binary_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return -np.log(softmax(logits)[np.arange(len(labels)), labels])
+
+
+# --- Mask R-CNN (detectron2's MaskRCNNConvUpsampleHead, BitMasks.crop_and_resize, mask_rcnn_loss) ---
+
+
+def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, padding: int) -> np.ndarray:
+    """torch Conv2d (cross-correlation) on HWC input: x [H, W, Cin], weight [Cout, Cin, k, k] -> [H', W', Cout]."""
+    k = weight.shape[-1]
+    x = np.pad(np.asarray(x, np.float64), ((padding, padding), (padding, padding), (0, 0)))
+    height, width = x.shape[0] - k + 1, x.shape[1] - k + 1
+    out = np.zeros((height, width, weight.shape[0])) + bias
+    for dy in range(k):
+        for dx in range(k):
+            out += x[dy:dy + height, dx:dx + width] @ np.asarray(weight[:, :, dy, dx], np.float64).T
+    return out
+
+
+def conv_transpose_2x2(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """torch ConvTranspose2d(kernel 2, stride 2): x [H, W, Cin], weight [Cin, Cout, 2, 2] -> [2H, 2W, Cout],
+    out[2i + a, 2j + b] = x[i, j] @ weight[:, :, a, b] + bias."""
+    height, width = x.shape[:2]
+    out = np.zeros((2 * height, 2 * width, weight.shape[1])) + bias
+    for a in range(2):
+        for b in range(2):
+            out[a::2, b::2] += np.asarray(x, np.float64) @ np.asarray(weight[:, :, a, b], np.float64)
+    return out
+
+
+def mask_head(pooled: np.ndarray, convs, deconv, predictor) -> np.ndarray:
+    """MaskRCNNConvUpsampleHead on RoIs [R, P, P, D] with torch-layout (weight, bias) pairs:
+    convs 3x3 + ReLU, deconv 2x2/2 + ReLU, 1x1 predictor -> logits [R, 2P, 2P, C]."""
+    out = []
+    for x in pooled:
+        for weight, bias in convs:
+            x = np.maximum(conv2d(x, weight, bias, 1), 0)
+        x = np.maximum(conv_transpose_2x2(x, *deconv), 0)
+        out.append(conv2d(x, predictor[0], predictor[1], 0))
+    return np.stack(out)
+
+
+def bilinear(image: np.ndarray, y: float, x: float) -> float:
+    """torchvision roi_align's bilinear_interpolate: 0 outside [-1, size], borders clamped."""
+    height, width = image.shape
+    if y < -1.0 or y > height or x < -1.0 or x > width:
+        return 0.0
+    y, x = max(y, 0.0), max(x, 0.0)
+    y_low, x_low = int(y), int(x)
+    if y_low >= height - 1:
+        y_low = y_high = height - 1
+        y = float(y_low)
+    else:
+        y_high = y_low + 1
+    if x_low >= width - 1:
+        x_low = x_high = width - 1
+        x = float(x_low)
+    else:
+        x_high = x_low + 1
+    ly, lx = y - y_low, x - x_low
+    return ((1 - ly) * (1 - lx) * image[y_low, x_low] + (1 - ly) * lx * image[y_low, x_high]
+            + ly * (1 - lx) * image[y_high, x_low] + ly * lx * image[y_high, x_high])  # fmt: skip
+
+
+def crop_and_resize(mask: np.ndarray, box, size: int) -> np.ndarray:
+    """detectron2 BitMasks.crop_and_resize for one mask before `>= 0.5`: ROIAlign((size, size),
+    spatial_scale 1, sampling_ratio 0 (ceil(extent / size) samples per bin), aligned=True)."""
+    mask = np.asarray(mask, np.float64)
+    x1, y1, x2, y2 = (float(v) - 0.5 for v in box)
+    bin_h, bin_w = (y2 - y1) / size, (x2 - x1) / size
+    grid_h, grid_w = math.ceil((y2 - y1) / size), math.ceil((x2 - x1) / size)
+    out = np.zeros((size, size))
+    if grid_h <= 0 or grid_w <= 0:
+        return out
+    for i in range(size):
+        for j in range(size):
+            total = 0.0
+            for gy in range(grid_h):
+                for gx in range(grid_w):
+                    y = y1 + i * bin_h + (gy + 0.5) * bin_h / grid_h
+                    x = x1 + j * bin_w + (gx + 0.5) * bin_w / grid_w
+                    total += bilinear(mask, y, x)
+            out[i, j] = total / (grid_h * grid_w)
+    return out
+
+
+def mask_targets(gt_masks: np.ndarray, gt_index, rois, image_size, size: int) -> np.ndarray:
+    """Soft targets [R, size, size] (threshold at 0.5 for detectron2's): each RoI's matched mask, the
+    canvas-aligned [G, Hm, Wm] masks read at the RoI scaled by (Wm / W, Hm / H)."""
+    scale_y, scale_x = gt_masks.shape[1] / image_size[0], gt_masks.shape[2] / image_size[1]
+    scale = np.array([scale_x, scale_y, scale_x, scale_y])
+    return np.stack([crop_and_resize(gt_masks[g], np.asarray(roi, np.float64) * scale, size) for g, roi in zip(gt_index, rois)])
+
+
+def mask_loss(logits: np.ndarray, classes, foreground, targets) -> float:
+    """detectron2 mask_rcnn_loss: BCE with logits of the ground-truth class's channel, mean over the
+    foreground RoIs' pixels; logits [N, M, M, C]; 0 without foreground (mask_logits.sum() * 0)."""
+    rows = np.flatnonzero(foreground)
+    if len(rows) == 0:
+        return 0.0
+    chosen = np.stack([np.asarray(logits, np.float64)[r, :, :, classes[r]] for r in rows])
+    return float(binary_cross_entropy(chosen, np.asarray(targets, np.float64)[rows]).mean())
+
+
+def mask_inference(logits: np.ndarray, classes) -> np.ndarray:
+    """detectron2 mask_rcnn_inference: sigmoid of the predicted class's channel -> [K, M, M]."""
+    chosen = np.stack([np.asarray(logits, np.float64)[k, :, :, c] for k, c in enumerate(classes)])
+    return 1.0 / (1.0 + np.exp(-chosen))

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from vision_jax.data.dataset_info import DatasetInfo
-from vision_jax.tasks.detection import DetectionTask, image_sizes
+from vision_jax.tasks.detection import DetectionTask, image_sizes, masks_on_canvas
 from vision_jax.train.config import base_config
 
 INFO = DatasetInfo(
@@ -70,3 +70,19 @@ def test_c4_needs_one_anchor_level():
     config = base_config("detection", model="faster_rcnn_c4")
     with pytest.raises(ValueError, match=r"config\.model\.rcnn\.anchor_sizes=.* needs 1 level \(C4\)"):
         DetectionTask(config).build_model(INFO)
+
+
+def test_masks_on_canvas_paste_each_box_mask_at_the_pipelines_mask_resolution():
+    """An all-ones box mask pasted with detectron2's semantics covers exactly the canvas pixels whose
+    centre lies in the box (bilinear with zero padding reaches 0.5 at the box edge); on a mask canvas
+    at half resolution the box is halved: [8, 8, 24, 40] -> columns 4..11, rows 4..19. A zero box
+    (padding row) pastes nothing."""
+    masks = np.ones((1, 2, 28, 28), np.float32)
+    boxes = np.array([[[8.0, 8.0, 24.0, 40.0], [0.0, 0.0, 0.0, 0.0]]], np.float32)
+    for mask_side, (cols, rows) in ((64, (range(8, 24), range(8, 40))), (32, (range(4, 12), range(4, 20)))):
+        got = np.asarray(masks_on_canvas(masks, boxes, 64, mask_side))
+        assert got.shape == (1, 2, mask_side, mask_side) and got.dtype == np.bool_
+        want = np.zeros((mask_side, mask_side), bool)
+        want[rows.start:rows.stop, cols.start:cols.stop] = True
+        np.testing.assert_array_equal(got[0, 0], want, err_msg=f"mask_side={mask_side}")
+        assert not got[0, 1].any()

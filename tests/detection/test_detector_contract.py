@@ -5,7 +5,8 @@ Specification, for each detection model, built through the table from a tiny con
 * apply(v, images, image_sizes, targets, train=True) -> {'losses': {...}, 'metrics': {...}},
   every value a finite float32 scalar, at least one loss depending on the parameters;
 * apply(v, images, image_sizes, train=False) -> boxes float32 [B, K, 4], scores float32 [B, K],
-  classes int32 [B, K] in 0..C-1, valid bool [B, K], K = the family's max_detections; with score
+  classes int32 [B, K] in 0..C-1, valid bool [B, K] (and, for instance segmentation, masks float32
+  [B, K, M, M] probabilities), K = the family's max_detections; with score
   threshold 0 there are detections, valid rows come first, lie inside the image and are sorted by
   decreasing score, padding rows are zero;
 * the jitted train step compiles once whatever the number of objects in the batch;
@@ -37,6 +38,14 @@ TINY = {
          "rpn_pre_nms_topk_test": 100, "rpn_post_nms_topk_test": 40, "roi_num_samples": 16,
          "box_head_fc_dim": 32, "test_max_detections": 10, "test_score_threshold": 0.0,
          "anchor_sizes": ((8,), (16,), (32,), (64,), (128,))},
+    ),
+    "mask_rcnn": (
+        {"backbone": "resnet18", "width": 8},
+        {"fpn_channels": 16, "rpn_pre_nms_topk_train": 100, "rpn_post_nms_topk_train": 40,
+         "rpn_pre_nms_topk_test": 100, "rpn_post_nms_topk_test": 40, "roi_num_samples": 16,
+         "box_head_fc_dim": 32, "test_max_detections": 10, "test_score_threshold": 0.0,
+         "anchor_sizes": ((8,), (16,), (32,), (64,), (128,)), "mask_pooler_resolution": 7,
+         "mask_head_conv_dim": 8, "mask_head_num_conv": 2},
     ),
     "faster_rcnn_c4": (
         {"backbone": "resnet18", "width": 8},
@@ -78,15 +87,21 @@ def tiny_detector(name):
 
 
 def random_targets(rng, num_objects):
-    """Padded ground truth [BATCH, MAX_OBJECTS] with num_objects valid boxes per image."""
+    """Padded ground truth [BATCH, MAX_OBJECTS] with num_objects valid boxes per image, and their
+    masks as the pipeline gives them with data.mask_size = SIZE / 2 (each box filled on the canvas)."""
     xy = rng.uniform(0, SIZE - 24, (BATCH, MAX_OBJECTS, 2))
     wh = rng.uniform(8, 24, (BATCH, MAX_OBJECTS, 2))
     valid = np.broadcast_to(np.arange(MAX_OBJECTS) < num_objects, (BATCH, MAX_OBJECTS)).copy()
+    boxes = np.where(valid[..., None], np.concatenate([xy, xy + wh], -1), 0).astype(np.float32)
+    centres = (np.arange(SIZE // 2) + 0.5) * 2  # mask pixel centres in input pixels
+    inside_x = (centres >= boxes[..., 0, None]) & (centres < boxes[..., 2, None])
+    inside_y = (centres >= boxes[..., 1, None]) & (centres < boxes[..., 3, None])
     return {
-        "boxes": np.where(valid[..., None], np.concatenate([xy, xy + wh], -1), 0).astype(np.float32),
+        "boxes": boxes,
         "classes": np.where(valid, rng.integers(0, NUM_CLASSES, (BATCH, MAX_OBJECTS)), 0).astype(np.int32),
         "valid": valid,
         "is_crowd": np.zeros((BATCH, MAX_OBJECTS), bool),
+        "masks": (inside_y[..., :, None] & inside_x[..., None, :]).astype(np.uint8),
     }
 
 
@@ -121,6 +136,9 @@ def test_training_returns_finite_named_float32_losses_and_compiles_once(built, r
             for key, value in out[group].items():
                 assert value.shape == () and value.dtype == jnp.float32, f"{name} {group}.{key}: {value.shape} {value.dtype}"
                 assert np.isfinite(value), f"{name} {group}.{key}={value} with {num_objects} objects, seed {seed}"
+        if "loss_mask" in out["losses"] and num_objects:  # the mask head learns from foreground RoIs
+            assert float(out["metrics"]["mask_num_fg"]) > 0, f"{name}: no foreground RoI reached the mask loss"
+            assert float(out["losses"]["loss_mask"]) > 0, f"{name}: loss_mask=0 with foreground, seed {seed}"
         gradient_norm = sum(float(jnp.sum(g.astype(jnp.float32) ** 2)) for g in jax.tree.leaves(grads))
         assert np.isfinite(gradient_norm), f"{name}: gradient not finite, seed {seed}"
         if num_objects:
@@ -131,10 +149,17 @@ def test_training_returns_finite_named_float32_losses_and_compiles_once(built, r
 def test_inference_returns_the_detections_dict(built):
     name, model, variables, images, sizes = built
     out = jax.jit(lambda v: model.apply(v, images, sizes, train=False))(variables)
-    assert set(out) == {"boxes", "scores", "classes", "valid"}, f"{name}: {sorted(out)}"
+    assert set(out) in ({"boxes", "scores", "classes", "valid"}, {"boxes", "scores", "classes", "valid", "masks"}), (
+        f"{name}: {sorted(out)}"
+    )
     k = out["scores"].shape[1]
     expected = {"boxes": ((BATCH, k, 4), jnp.float32), "scores": ((BATCH, k), jnp.float32),
                 "classes": ((BATCH, k), jnp.int32), "valid": ((BATCH, k), jnp.bool_)}  # fmt: skip
+    if "masks" in out:  # instance masks: probabilities on each detection's box, M x M
+        side = out["masks"].shape[-1]
+        expected["masks"] = ((BATCH, k, side, side), jnp.float32)
+        masks = np.asarray(out["masks"])
+        assert np.all((masks >= 0) & (masks <= 1)), f"{name}: mask probabilities outside [0, 1]"
     for key, (shape, dtype) in expected.items():
         assert out[key].shape == shape and out[key].dtype == dtype, f"{name} {key}: {out[key].shape} {out[key].dtype}"
     assert k == 10, f"{name}: K={k}, expected the configured max_detections"

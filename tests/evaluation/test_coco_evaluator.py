@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -225,3 +226,64 @@ def test_no_detections_score_zero_and_no_images_is_an_error(rng):
         CocoEvaluator(NAMES).result()
     with pytest.raises(ValueError, match="3 category_ids for 2 classes"):
         CocoEvaluator(("a", "b"), category_ids=(1, 2, 3))
+
+
+def square_mask(size: int, x1: int, y1: int, x2: int, y2: int, frame: bool = False) -> np.ndarray:
+    """uint8 [size, size]: 1 on [x1, x2) x [y1, y2), or only on that rectangle's 1-pixel border (frame)."""
+    mask = np.zeros((size, size), np.uint8)
+    mask[y1:y2, x1:x2] = 1
+    if frame:
+        mask[y1 + 1:y2 - 1, x1 + 1:x2 - 1] = 0
+    return mask
+
+
+def test_mask_size_ranges_use_the_mask_area_not_the_box_area():
+    """The segm size split (APs/m/l) sizes each prediction by its mask, not by its box.
+    One 200x200 image at scale 1, one class; ground truth g1 = solid [10,30)^2 (mask area 400: small) and
+    g2 = solid [60,180)^2 (14400: large). Detections by score: d1 = a 1-pixel frame on [0,150)^2 with box
+    [0,0,150,150] (mask area 596: small; box area 22500: large; IoU ~0.01 with g2: a false positive),
+    d2 = g1, d3 = g2.
+    By mask area: small: d1 FP, d2 TP over 1 object -> precision 1/2 at recall 1: mask_APs = 0.5;
+    large: d1 out of range and unmatched (ignored), d3 TP: mask_APl = 1; no medium object: mask_APm = -1.
+    By box area (the defect): d1 would be large -> mask_APs = 1 and mask_APl = 0.5."""
+    size = 200
+    masks = np.stack([square_mask(size, 10, 10, 30, 30), square_mask(size, 60, 60, 180, 180)])
+    predicted = np.stack([square_mask(size, 0, 0, 150, 150, frame=True), masks[0], masks[1]]).astype(np.float32)
+    image = {"h": size, "w": size, "sy": 1.0, "sx": 1.0, "image_id": 3,
+             "boxes": np.array([[10, 10, 30, 30], [60, 60, 180, 180]], float), "classes": np.zeros(2, int)}
+    dets = {"boxes": np.array([[0, 0, 150, 150], [10, 10, 30, 30], [60, 60, 180, 180]], float),
+            "scores": np.array([0.9, 0.8, 0.7]), "classes": np.zeros(3, int)}
+    batch = network_batch([image], 4, with_image=(size, size))
+    batch["masks"] = np.zeros((1, 4, size, size), np.uint8)
+    batch["masks"][0, :2] = masks
+    predictions = detections([image], [dets], 4)
+    predictions["masks"] = np.zeros((1, 4, size, size), np.float32)
+    predictions["masks"][0, :3] = predicted
+    evaluator = CocoEvaluator(NAMES)
+    evaluator.update(predictions, batch)
+    ours = evaluator.result()
+
+    # pycocotools run the right way: RLE ground truth with mask areas, segm results without a bbox.
+    encode = lambda m: mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+    gt = {"images": [{"id": 1, "height": size, "width": size}], "categories": [{"id": c} for c in (1, 2, 3)],
+          "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": encode(m),
+                           "area": float(m.sum()), "bbox": list(mask_utils.toBbox(encode(m))), "iscrowd": 0}
+                          for i, m in enumerate(masks)]}
+    results = [{"image_id": 1, "category_id": 1, "segmentation": encode(m), "score": float(s)}
+               for m, s in zip(predicted, dets["scores"])]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = gt
+        coco.createIndex()
+        reference_eval = COCOeval(coco, coco.loadRes(results), "segm")
+        reference_eval.evaluate()
+        reference_eval.accumulate()
+        reference_eval.summarize()
+    reference = as_metrics(reference_eval.stats)
+    by_hand = {"APs": 0.5, "APm": -1.0, "APl": 1.0}
+    for name, value in by_hand.items():
+        assert reference[name] == pytest.approx(value, abs=1e-12), name
+        assert ours[f"mask_{name}"] == pytest.approx(value, abs=1e-12), name
+    for name, value in reference.items():
+        got = ours[f"mask_{name}"]
+        assert got == pytest.approx(value, abs=1e-12), f"mask_{name}: {got} vs pycocotools {value}"

@@ -32,6 +32,11 @@ TINY_GROUP = {
         "fpn_channels": 16, "rpn_pre_nms_topk_train": 100, "rpn_post_nms_topk_train": 40, "roi_num_samples": 16,
         "box_head_fc_dim": 32, "anchor_sizes": ((8,), (16,), (32,), (64,), (128,)),
     },
+    "mask_rcnn": {
+        "fpn_channels": 16, "rpn_pre_nms_topk_train": 100, "rpn_post_nms_topk_train": 40, "roi_num_samples": 16,
+        "box_head_fc_dim": 32, "anchor_sizes": ((8,), (16,), (32,), (64,), (128,)), "mask_pooler_resolution": 7,
+        "mask_head_conv_dim": 8, "mask_head_num_conv": 2,
+    },
     "faster_rcnn_c4": {
         "anchor_sizes": ((8, 16, 32),), "roi_pooler_resolution": 8, "rpn_pre_nms_topk_train": 100,
         "rpn_post_nms_topk_train": 40, "roi_num_samples": 16,
@@ -73,6 +78,7 @@ def replica_batch_stats(name: str, model, rng: np.random.Generator) -> dict:
             "classes": jnp.asarray(rng.integers(0, NUM_CLASSES, (BATCH, MAX_OBJECTS)), jnp.int32),
             "valid": jnp.ones((BATCH, MAX_OBJECTS), bool),
             "is_crowd": jnp.zeros((BATCH, MAX_OBJECTS), bool),
+            "masks": jnp.asarray(rng.uniform(size=(BATCH, MAX_OBJECTS, SIZE, SIZE)) < 0.5, jnp.uint8),  # Mask R-CNN
         }
         variables = model.init(key, replicas[0], sizes, train=False)
 

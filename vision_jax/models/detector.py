@@ -4,6 +4,8 @@
                -> {'losses': {name: float32 scalar}, 'metrics': {name: float32 scalar}}
     inference: apply(variables, images, image_sizes, train=False)
                -> {'boxes' [B, K, 4], 'scores' [B, K], 'classes' [B, K] int32, 'valid' [B, K] bool}
+                  (+ 'masks' float32 [B, K, M, M] from an instance-segmentation detector: each detection's
+                  mask probabilities on its box, not pasted into the image)
     init:      init(rngs, images, image_sizes, train=False) -> the heads' raw outputs (no decoding,
                which has no parameters and only slows `init` down)
 

@@ -35,6 +35,7 @@ MODELS: dict[str, ModelSpec] = {
     "localizer": ModelSpec("localization", "localizer", LocalizerSettings, build_localizer),
     "faster_rcnn": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_faster_rcnn),
     "faster_rcnn_c4": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_faster_rcnn_c4),
+    "mask_rcnn": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_mask_rcnn),
     "ssd": ModelSpec("detection", ssd.GROUP, ssd.SSDSettings, ssd.build_ssd),
     "yolo_v1": ModelSpec("detection", yolo.GROUP, yolo.YOLOv1Settings, yolo.build_yolo_v1),
     "yolo_v3": ModelSpec("detection", yolo.GROUP, yolo.YOLOv3Settings, yolo.build_yolo_v3),

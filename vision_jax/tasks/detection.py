@@ -19,10 +19,12 @@ excess ground-truth boxes (from the input pipeline).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+import vision_jax.ops as vops
 from vision_jax import viz
 from vision_jax.data.detection_inputs import add_detection_data_defaults, make_detection_preprocess
 from vision_jax.evaluation.coco import make_coco_evaluator
@@ -39,6 +41,17 @@ def image_sizes(image_info: jnp.ndarray, canvas: int) -> jnp.ndarray:
     canvas; all-zero rows (eval padding) get the canvas."""
     sizes = jnp.round(image_info[:, :2] * image_info[:, 2:4])
     return jnp.where(sizes > 0, jnp.minimum(sizes, canvas), canvas).astype(jnp.float32)
+
+
+def masks_on_canvas(masks: jnp.ndarray, boxes: jnp.ndarray, canvas: int, mask_side: int) -> jnp.ndarray:
+    """The detector's box-relative mask probabilities float [B, K, M, M] on their boxes [B, K, 4] (input
+    pixels) -> bool [B, K, mask_side, mask_side] laid out as the pipeline's ground-truth masks (the
+    canvas of side `canvas` at mask_side / canvas): detectron2's paste (`vops.paste_masks_in_image`),
+    threshold 0.5, with the boxes scaled by mask_side / canvas. With mask_side = canvas and an image
+    that was not resized this is detectron2's paste at the original resolution."""
+    scale = mask_side / canvas
+    paste = lambda m, b: vops.paste_masks_in_image(m, b * scale, mask_side, mask_side, threshold=0.5)
+    return jax.vmap(paste)(masks, boxes)
 
 
 class DetectionTask:
@@ -85,11 +98,15 @@ class DetectionTask:
         return sum(outputs["losses"].values()), (metrics, new_state)
 
     def predict(self, model, variables, batch):
-        """Detections in network-input pixels: boxes [B, K, 4], scores, classes, valid [B, K]; the
+        """Detections in network-input pixels: boxes [B, K, 4], scores, classes, valid [B, K] (and, from
+        an instance-segmentation detector, masks pasted onto the canvas: `masks_on_canvas`); the
         evaluator maps them back to original pixels with the batch's image_info."""
-        return model.apply(
-            variables, batch["image"], image_sizes(batch["image_info"], self.config.data.image_size), train=False
-        )
+        side = self.config.data.image_size
+        out = model.apply(variables, batch["image"], image_sizes(batch["image_info"], side), train=False)
+        if "masks" in out:
+            mask_side = self.config.data.mask_size or side
+            out = {**out, "masks": masks_on_canvas(out["masks"], out["boxes"], side, mask_side)}
+        return out
 
     def make_evaluator(self, info):
         metric = self.config.data.eval_metric

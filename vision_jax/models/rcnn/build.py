@@ -7,6 +7,7 @@ import ml_collections
 from vision_jax.models.backbones.resnet import ResNet
 from vision_jax.models.from_config import backbone_from_config, compute_dtype
 from vision_jax.models.rcnn.faster_rcnn import FasterRCNN, FasterRCNNC4, TwoStageDetector
+from vision_jax.models.rcnn.mask_rcnn import MaskRCNN
 from vision_jax.models.rcnn.settings import RCNNSettings
 from vision_jax.models.settings import SettingsError, settings_from_config
 
@@ -37,6 +38,16 @@ def build_faster_rcnn(config: ml_collections.ConfigDict, num_classes: int) -> Fa
         backbone=_resnet(config),
         num_classes=num_classes,
         settings=rcnn_settings(config, FasterRCNN),
+        dtype=compute_dtype(config.model),
+    )
+
+
+def build_mask_rcnn(config: ml_collections.ConfigDict, num_classes: int) -> MaskRCNN:
+    """Mask R-CNN R-FPN ('mask_rcnn') for num_classes classes; trains on data.with_masks batches."""
+    return MaskRCNN(
+        backbone=_resnet(config),
+        num_classes=num_classes,
+        settings=rcnn_settings(config, MaskRCNN),
         dtype=compute_dtype(config.model),
     )
 

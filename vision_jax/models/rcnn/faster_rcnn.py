@@ -49,7 +49,8 @@ Features = dict[int, jax.Array]  # {level: [B, ceil(S / 2**level), ceil(S / 2**l
 class TwoStageDetector(Detector):
     """The shared flow (module docstring). Subclasses extend `setup` (self.box_head and what
     `features` needs; the RPN head is built here, the same in every variant), define `features`,
-    `rpn_levels`, `pool_rois` and may extend `check_settings`."""
+    `rpn_levels`, `pool_rois` and may extend `check_settings`; a detector with more RoI heads
+    extends `roi_head_losses` and `detect_from_proposals` (MaskRCNN, mask_rcnn.py)."""
 
     backbone: nn.Module
     num_classes: int
@@ -191,16 +192,20 @@ class TwoStageDetector(Detector):
         return (logits.reshape(batch, num_rois, -1), deltas.reshape(batch, num_rois, self.num_classes, 4))
 
     def roi_losses(self, features: Features, proposals, proposal_valid, targets: dict, key: jax.Array) -> dict:
-        """RoI sampling and Fast R-CNN losses over the batch.
+        """RoI sampling, then the RoI heads' losses on the sampled RoIs (`roi_head_losses`).
 
         proposals: [B, P, 4] input pixels, proposal_valid: [B, P] bool (no gradient); targets: the
         checked contract dict ('boxes', 'classes', 'valid', 'is_crowd'); key: PRNG key of the RoI
-        sampling. Returns {'losses': {'loss_cls', 'loss_box_reg'}, 'metrics':
-        {'roi_num_fg_samples', 'roi_cls_accuracy', 'roi_fg_cls_accuracy'}}.
+        sampling. Returns {'losses': {...}, 'metrics': {...}}.
         """
+        return self.roi_head_losses(features, self.sample_rois(proposals, proposal_valid, targets, key), targets)
+
+    def sample_rois(self, proposals, proposal_valid, targets: dict, key: jax.Array) -> dict[str, jax.Array]:
+        """`box_head.roi_targets` per image: {'boxes' [B, R, 4], 'classes' [B, R], 'valid' [B, R],
+        'box_targets' [B, R, 4], 'gt_index' [B, R]}, R = roi_num_samples, foreground RoIs first."""
         s = self.settings
         batch = proposals.shape[0]
-        sampled = jax.vmap(
+        return jax.vmap(
             functools.partial(
                 roi_box_head.roi_targets,
                 num_classes=self.num_classes,
@@ -218,6 +223,13 @@ class TwoStageDetector(Detector):
             targets["is_crowd"],
             jax.random.split(key, batch),
         )
+
+    def roi_head_losses(self, features: Features, sampled: dict[str, jax.Array], targets: dict) -> dict:
+        """Fast R-CNN losses on the sampled RoIs (`sample_rois`) -> {'losses': {'loss_cls',
+        'loss_box_reg'}, 'metrics': {'roi_num_fg_samples', 'roi_cls_accuracy', 'roi_fg_cls_accuracy'}}."""
+        del targets  # the box head's targets are in `sampled`
+        s = self.settings
+        batch = sampled["boxes"].shape[0]
         logits, deltas = self.box_outputs(features, sampled["boxes"], train=True)
         flat = lambda x: x.reshape(-1, *x.shape[2:])
         head = roi_box_head.box_head_losses(
@@ -297,6 +309,11 @@ class FasterRCNN(TwoStageDetector):
         return features
 
     def pool_rois(self, features, boxes):
+        return self.pool_fpn_rois(features, boxes, self.settings.roi_pooler_resolution)
+
+    def pool_fpn_rois(self, features: Features, boxes: jax.Array, resolution: int) -> jax.Array:
+        """Multilevel RoIAlign on P2..P5: boxes [B, R, 4] input pixels -> [B * R, resolution,
+        resolution, C] (image-major), each RoI on its level (roi_canonical_size at level 4)."""
         s = self.settings
         batch, num_rois = boxes.shape[:2]
         flat = boxes.reshape(-1, 4)
@@ -306,7 +323,7 @@ class FasterRCNN(TwoStageDetector):
             flat,
             jnp.repeat(jnp.arange(batch), num_rois),
             levels,
-            s.roi_pooler_resolution,
+            resolution,
             s.roi_sampling_ratio,
             aligned=True,
         )

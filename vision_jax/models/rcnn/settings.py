@@ -52,6 +52,14 @@ class RCNNSettings:
     # FPN box head: num_fc fully connected layers of fc_dim.
     box_head_fc_dim: int = 1024
     box_head_num_fc: int = 2
+    # Mask head (model 'mask_rcnn' only; detectron2's ROI_MASK_HEAD): RoIAlign mask_pooler_resolution
+    # square (sampling roi_sampling_ratio), mask_head_num_conv 3x3 convs of mask_head_conv_dim + ReLU,
+    # a 2x2 stride-2 deconv -> mask_resolution = 2 x mask_pooler_resolution; the mask loss is
+    # multiplied by mask_loss_weight.
+    mask_pooler_resolution: int = 14
+    mask_head_conv_dim: int = 256
+    mask_head_num_conv: int = 4
+    mask_loss_weight: float = 1.0
     # Inference: score threshold, class-aware NMS, detections per image.
     test_score_threshold: float = 0.05
     test_nms_threshold: float = 0.5
@@ -67,10 +75,12 @@ class RCNNSettings:
                 self.rpn_bg_iou_threshold, f"must be <= rpn_fg_iou_threshold={self.rpn_fg_iou_threshold}")  # fmt: skip
         for name in ("rpn_num_samples", "rpn_pre_nms_topk_train", "rpn_pre_nms_topk_test", "rpn_post_nms_topk_train",
                      "rpn_post_nms_topk_test", "roi_pooler_resolution", "roi_num_samples", "box_head_fc_dim",
-                     "test_max_detections", "fpn_channels"):  # fmt: skip
+                     "test_max_detections", "fpn_channels", "mask_pooler_resolution",
+                     "mask_head_conv_dim"):  # fmt: skip
             value = getattr(self, name)
             require(value >= 1, name, value, "must be >= 1")
-        for name in ("box_head_num_fc", "roi_sampling_ratio", "rpn_min_size", "rpn_smooth_l1_beta", "roi_smooth_l1_beta"):
+        for name in ("box_head_num_fc", "roi_sampling_ratio", "rpn_min_size", "rpn_smooth_l1_beta",
+                     "roi_smooth_l1_beta", "mask_head_num_conv", "mask_loss_weight"):  # fmt: skip
             value = getattr(self, name)
             require(value >= 0, name, value, "must be >= 0")
         require(self.roi_canonical_size > 0, "roi_canonical_size", self.roi_canonical_size, "must be > 0")
@@ -83,6 +93,11 @@ class RCNNSettings:
                 "needs the same number of sizes on every level (the RPN head is shared)")  # fmt: skip
         require(len(self.anchor_aspect_ratios) >= 1 and min(self.anchor_aspect_ratios) > 0, "anchor_aspect_ratios",
                 self.anchor_aspect_ratios, "must be positive")  # fmt: skip
+
+    @property
+    def mask_resolution(self) -> int:
+        """Side of the mask head's output and of the mask targets (the deconv doubles the pooled side)."""
+        return 2 * self.mask_pooler_resolution
 
     @property
     def anchors_per_location(self) -> int:

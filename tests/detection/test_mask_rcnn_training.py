@@ -1,0 +1,41 @@
+"""Mask R-CNN trained by the one train loop on a few generated scenes with their instance masks: the
+model overfits them to box and mask AP50 >= 0.95 (pycocotools, masks pasted by the task and scored
+against the pipeline's ground-truth masks), issue 12 acceptance b."""
+
+import pytest
+
+from vision_jax.train import loop
+from vision_jax.train.config import base_config
+
+NUM_IMAGES, BATCH, STEPS = 4, 2, 300
+
+
+def overfit_config(data_dir: str):
+    c = base_config("detection", model="mask_rcnn")
+    c.data.name, c.data.shapes_variant, c.data.data_dir = "shapes", "multi", data_dir
+    c.data.shapes_num_train, c.data.shapes_num_test = NUM_IMAGES, 1
+    c.data.eval_split = "train"  # overfitting: evaluated on the training images
+    c.data.image_size = c.data.min_size = c.data.max_size = 64  # the 128 x 128 scenes at half size
+    c.data.random_flip, c.data.max_instances, c.data.with_masks = False, 8, True
+    c.model.backbone, c.model.width = "resnet18", 8
+    r = c.model.rcnn
+    r.fpn_channels = 32
+    r.anchor_sizes = ((8,), (16,), (32,), (64,), (128,))  # objects are 6-26 px
+    r.rpn_pre_nms_topk_train, r.rpn_post_nms_topk_train = 300, 150
+    r.rpn_pre_nms_topk_test, r.rpn_post_nms_topk_test = 200, 100
+    r.roi_num_samples, r.box_head_fc_dim = 64, 128
+    r.mask_head_conv_dim = 32
+    c.optimizer.name, c.optimizer.learning_rate, c.optimizer.warmup_steps = "adamw", 3e-3, 20
+    c.train.num_steps, c.train.batch_size, c.train.eval_batch_size = STEPS, BATCH, NUM_IMAGES
+    c.train.log_every, c.train.eval_every, c.train.checkpoint_every = 50, STEPS, STEPS
+    c.train.num_pictures, c.train.progress_bar = 0, False
+    return c
+
+
+@pytest.mark.slow
+def test_mask_rcnn_overfits_a_few_scenes_to_mask_ap50(tmp_path):
+    config = overfit_config(str(tmp_path / "tfds"))
+    results = loop.train_and_evaluate(config, str(tmp_path / "run"))
+    print(f"after {STEPS} steps on {NUM_IMAGES} images: {results}")
+    assert results["AP50"] >= 0.95, f"AP50={results['AP50']:.3f}: {results}"
+    assert results["mask_AP50"] >= 0.95, f"mask_AP50={results['mask_AP50']:.3f}: {results}"
