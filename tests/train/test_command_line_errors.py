@@ -56,3 +56,14 @@ def test_misspelled_key_is_one_line_with_the_suggestion(repo_root, saved_workdir
     assert done.stderr.strip().splitlines()[-1] == expected
     assert "Traceback" not in done.stderr + done.stdout
     assert snapshot(workdir) == before
+
+
+def test_a_bad_value_is_one_line_naming_its_key(repo_root, tmp_path):
+    command = [
+        sys.executable, os.path.join(repo_root, "scripts", "train.py"), f"--config={os.path.join(repo_root, CONFIG)}",
+        f"--workdir={tmp_path / 'run'}", "--config.model.localizer.dropout_rate=1.5",
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == "error: config.model.localizer.dropout_rate=1.5 must be in [0, 1)"
+    assert "Traceback" not in done.stderr + done.stdout

@@ -150,6 +150,8 @@ def suggest(name: str, keys: list[str]) -> str | None:
 
 def _reporting(main: Callable) -> Callable:
     def wrapped(argv):
+        from vision_jax.data.data_errors import DataFileError
+        from vision_jax.train.config import ConfigError
         from vision_jax.train.loop import NonFiniteLossError, WorkdirError
         from vision_jax.train.resume import ResumeRefusedError
 
@@ -159,6 +161,8 @@ def _reporting(main: Callable) -> Callable:
         # loss waits for the saves under way, Ctrl-C here comes before the loop's first save.
         except (ResumeRefusedError, NonFiniteLossError, WorkdirError) as error:
             fail(str(error), code=1, skip_teardown=True)
+        except (ConfigError, DataFileError) as error:  # a bad value or a bad file, named by the message
+            fail(str(error), code=2, skip_teardown=True)
         except KeyboardInterrupt:  # Ctrl-C before the train loop took over SIGINT (loading data, compiling)
             fail("interrupted; the workdir's checkpoints are as they were", code=130, skip_teardown=True)
 

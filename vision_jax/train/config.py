@@ -101,8 +101,23 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
+class ConfigError(ValueError):
+    """A config value refused by `validate`; the message names the key. The scripts print it as one
+    line (vision_jax.train.cli)."""
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Refuses values that would otherwise fail deep inside JAX or train silently wrong."""
+    """Refuses values that would otherwise fail deep inside JAX or train silently wrong, raising
+    ConfigError with the key in the message."""
+    try:
+        _validate(config)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _validate(config: ml_collections.ConfigDict) -> None:
     import jax  # local: the config module must stay importable without initialising JAX
 
     t = config.train
