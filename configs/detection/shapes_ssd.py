@@ -23,6 +23,12 @@ generated), 3800 steps of 8 images, median 23.7 images/s in training:
     3000   0.625  0.860  0.746   18.2
     3800   0.632  0.870  0.763   22.9   (APs 0.565, APm 0.696, AR100 0.733)
 
+Re-run after SSD moved to the project's one convention (background is the last logit; the same
+function of converted weights, but a different random draw of the head): 6.3 minutes from start to
+exit on a quieter machine (load 1-3, a localizer training beside it for the first 5 minutes; median
+96.7 images/s), AP 0.616 / AP50 0.853 / AP75 0.725 at step 3800 (0.323 / 0.526 / 0.360 at 1000,
+0.525 / 0.770 / 0.639 at 2000, 0.604 / 0.842 / 0.721 at 3000; APs 0.542, APm 0.686, AR100 0.723).
+
 Earlier recipes, same machine: without the per-source conv (plain SSD head on C3/C4/C5), batch 16,
 1500 steps: AP50 0.663 (18.8 min); with it, batch 16, 2000 steps: AP 0.582 / AP50 0.827 / AP75 0.700
 (23.5 min). Smaller batches with more steps learnt more per image seen.
