@@ -21,43 +21,22 @@ as tiger cat (0.38; Egyptian cat 0.37, tabby 0.16) and coffee as espresso (0.96)
 it with jax.eval_shape.
 """
 
-from vision_jax.models.backbones.efficientnet_lite import LITE_MEAN_RGB, LITE_STD_RGB
-from vision_jax.train.config import base_config
+import os
 
-EPOCH = 1_281_167 // 256  # steps per epoch at batch 256
+from vision_jax.models.backbones.efficientnet_lite import LITE_MEAN_RGB, LITE_STD_RGB
+from vision_jax.train.config import load_config_file
 
 
 def get_config():
-    c = base_config("classification", model="classifier")
-    c.data.name = "imagenet2012"
-    c.data.train_split = "train"
-    c.data.eval_split = "validation"
-    c.data.image_size = 224
-    c.data.resize_short_side = 256
+    # imagenet_mobilenet_v2.py's recipe (data, schedule, batch), with Lite0's network, input
+    # normalisation, weights and weight decay.
+    c = load_config_file(os.path.join(os.path.dirname(__file__), "imagenet_mobilenet_v2.py"))
     c.data.mean_rgb = LITE_MEAN_RGB  # (pixel / 255 - 127/255) / (128/255) = (pixel - 127) / 128
     c.data.std_rgb = LITE_STD_RGB
-    c.data.cache = False
-    c.data.random_flip = True
-
     c.model.backbone = "efficientnet_lite0"
     c.model.width = 32  # stem channels: 32 = EfficientNet-Lite0
-    c.model.classifier.dropout_rate = 0.2
     # A name of vision_jax.weights.PACKAGED_WEIGHTS or the path of a weights file (.pth,
     # .safetensors, .npz) in EfficientNet-PyTorch's layout.
     c.model.weights = "efficientnet_lite0_imagenet"
-
-    c.loss.label_smoothing = 0.1
-
-    c.optimizer.name = "sgd"
-    c.optimizer.learning_rate = 0.01
-    c.optimizer.momentum = 0.9
     c.optimizer.weight_decay = 1e-5
-    c.optimizer.schedule = "cosine"
-
-    c.train.num_steps = 10 * EPOCH
-    c.train.batch_size = 256
-    c.train.eval_batch_size = 500
-    c.train.log_every = 100
-    c.train.eval_every = EPOCH
-    c.train.checkpoint_every = EPOCH
     return c
