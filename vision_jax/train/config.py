@@ -80,6 +80,9 @@ def base_config(task: str, model: str | None = None) -> ml_collections.ConfigDic
 
     from vision_jax.models.table import add_model_group  # local: tasks and models import TF and Flax
     from vision_jax.tasks import TASKS
+    from vision_jax.train.initialization import add_init_defaults
+
+    add_init_defaults(c)  # config.init: the weights a fresh run starts from
 
     if task not in TASKS:
         raise ValueError(f"task={task!r} is not a known task; known: {sorted(TASKS)}")
@@ -131,6 +134,9 @@ def _validate(config: ml_collections.ConfigDict) -> None:
                 f"config.train.{key}={t[key]} is not divisible by the {n_devices} devices "
                 f"({n_processes} processes); pick a multiple of {n_devices}"
             )
+    from vision_jax.train.initialization import check_init_config
+
+    check_init_config(config.init)
     if config.model.dtype not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"config.model.dtype={config.model.dtype!r} must be float32, bfloat16 or float16")
     from vision_jax.models.settings import settings_from_config

@@ -25,7 +25,8 @@ from vision_jax import tasks
 from vision_jax.data import datasets, pipeline, small_data
 from vision_jax.train import checkpoints, parallel, resume, run_config
 from vision_jax.train.config import validate
-from vision_jax.train.optimizers import build_optimizer
+from vision_jax.train.freezing import train_optimizer
+from vision_jax.train.initialization import apply_loaded, load_init
 from vision_jax.train.pictures import write_pictures
 from vision_jax.train.progress import Progress
 from vision_jax.train.state import TrainState, create_train_state
@@ -54,19 +55,30 @@ class Experiment:
             config, self.train_ds, self.info, device_count=jax.device_count(), process_count=self.process_count
         )
         self.model = self.task.build_model(self.info)
-        self.tx, self.schedule = build_optimizer(config.optimizer, config.train.num_steps)
+        self.tx, self.schedule, self.frozen = train_optimizer(config, self.model, self.task.init_inputs(self.info))
         self.manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints)
         self.config_changes: dict = {}  # resuming: keys changed since the workdir's config.json
+        self.origin = ""  # where the state came from, one line for the run's log
         self.state: TrainState = self._restore_or_init()
         self.predict_step = make_predict_step(self.task, self.model, self.mesh)
 
     def _restore_or_init(self) -> TrainState:
         """Resume before init: the latest checkpoint, once this config's state is known to fit it
-        (resume.check, on traced shapes), or else a freshly initialised state."""
+        (resume.check, on traced shapes), or else a freshly initialised state with `config.init`'s
+        weights in it (vision_jax.train.initialization); `self.origin` says which."""
         init = lambda: create_train_state(self.model, self.task.init_inputs(self.info), self.tx, self.config.seed)
         step = self.manager.latest_step()
         if step is None:
-            return parallel.replicate(init(), self.mesh)
+            state = init()
+            self.origin = f"Initialised from config.seed={self.config.seed}"
+            if self.config.init.weights:
+                state, self.origin = initialise_from(self.config, state, self.tx)
+            return parallel.replicate(state, self.mesh)
+        self.origin = f"Resumed from the checkpoint of {self.workdir} at step {step}" + (
+            f" (config.init.weights={self.config.init.weights!r} not applied: a run resumes from its own weights)"
+            if self.config.init.weights
+            else ""
+        )
         abstract = jax.eval_shape(init)
         structure_for = lambda config: checkpoints.structure(
             abstract if config is self.config else _abstract_state(config, self.info)
@@ -133,12 +145,21 @@ class Experiment:
         return results
 
 
+def initialise_from(config: ml_collections.ConfigDict, state: TrainState, tx) -> tuple[TrainState, str]:
+    """`state` (freshly initialised) with `config.init`'s weights in place, its optimizer state
+    made anew for them, and the sentence that says what was loaded."""
+    loaded = load_init(config, state.variables)
+    variables = apply_loaded(jax.device_get(state.variables), loaded)
+    params = variables.pop("params")
+    return state.replace(params=params, model_state=variables, opt_state=tx.init(params)), loaded.summary
+
+
 def _abstract_state(config: ml_collections.ConfigDict, info) -> TrainState:
     """The train state that `config` builds for data described by `info`, traced: shapes and
     dtypes only, nothing computed."""
     task = tasks.get_task(config)
     model = task.build_model(info)
-    tx, _ = build_optimizer(config.optimizer, config.train.num_steps)
+    tx, _, _ = train_optimizer(config, model, task.init_inputs(info))
     return jax.eval_shape(lambda: create_train_state(model, task.init_inputs(info), tx, config.seed))
 
 
@@ -171,6 +192,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     start_step = exp.step
     is_main = jax.process_index() == 0
     if is_main:
+        print(exp.origin + ".", flush=True)  # resume before init: say which happened
         if exp.config_changes:
             logger.warning(
                 "Resuming %s at step %d with a changed config: %s (recorded in %s)",
@@ -191,7 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         _write_eval_json(workdir, start_step, results, is_main)
         return results
 
-    train_step = make_train_step(exp.task, exp.model, exp.tx, exp.mesh, exp.schedule)
+    train_step = make_train_step(exp.task, exp.model, exp.tx, exp.mesh, exp.schedule, exp.frozen.batch_stats)
     train_batches = pipeline.train_batches(
         exp.train_ds,
         exp.task.preprocess(exp.info, True),

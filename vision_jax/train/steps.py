@@ -14,11 +14,17 @@ from jax import lax
 from jax.sharding import Mesh, PartitionSpec as P
 
 from vision_jax.train import parallel
+from vision_jax.train.freezing import keep_frozen_stats
 from vision_jax.train.state import TrainState
 
 
-def make_train_step(task, model, tx: optax.GradientTransformation, mesh: Mesh, schedule: Callable) -> Callable:
+def make_train_step(
+    task, model, tx: optax.GradientTransformation, mesh: Mesh, schedule: Callable, frozen_stats=None
+) -> Callable:
     """Returns `step(state, batch) -> (state, metrics)`, jitted and data parallel.
+
+    frozen_stats: None, or a tree like the model state, True where a statistic keeps its value
+    (vision_jax.train.freezing).
 
     The loss, gradients, metrics and BatchNorm statistics are averaged over devices (each
     device holds the same number of examples, so this is the global mean). A non-finite
@@ -38,6 +44,7 @@ def make_train_step(task, model, tx: optax.GradientTransformation, mesh: Mesh, s
         loss = lax.pmean(loss, parallel.AXIS)
         metrics = lax.pmean(dict(metrics), parallel.AXIS)
         new_model_state = lax.pmean(dict(new_model_state), parallel.AXIS)
+        new_model_state = keep_frozen_stats(frozen_stats, new_model_state, state.model_state)
         updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))

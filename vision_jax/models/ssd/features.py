@@ -7,7 +7,8 @@
   fc_channels (1024) + ReLU: source 2 = fc7 (stride 16); then the extra layers.
   SSD300 gives 38, 19, 10, 5, 3, 1 maps; SSD512 (one more extra, the last a 4x4 conv) gives
   64, 32, 16, 8, 4, 2, 1.
-* `SSDResNetFeatures`: ResNet stage outputs (e.g. 'C4', 'C5') as the first sources, then the
+* `SSDResNetFeatures`: stage outputs (e.g. 'C4', 'C5') of a ResNet (or of any backbone that returns
+  the C-level dict: MobileNetV2, EfficientNet-Lite0, Darknet) as the first sources, then the
   extra layers on the last one (conv + BatchNorm + ReLU when `extras_norm`). With
   `source_channels` = k > 0, each stage output first goes through a 3x3 conv (k channels) +
   BatchNorm + ReLU, a small prediction module in the spirit of DSSD (Fu et al., 2017): a
@@ -36,7 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vision_jax.models.backbones.resnet import ResNet, conv_kernel_init
+from vision_jax.models.backbones.resnet import conv_kernel_init
 from vision_jax.models.backbones.vgg import VGG16
 
 ExtraSpec = tuple[int, int, int, int, int]  # (mid_channels, out_channels, kernel, stride, padding)
@@ -138,7 +139,7 @@ class SSDVGGFeatures(nn.Module):
 class SSDResNetFeatures(nn.Module):
     """ResNet SSD sources: the `sources` stage outputs, then the extra layers on the last one."""
 
-    resnet: ResNet
+    resnet: nn.Module  # any backbone returning {'C2'..'C5'} (ResNet, MobileNetV2...); named for the first
     extras: Sequence[ExtraSpec]
     sources: Sequence[str]
     extras_norm: bool
