@@ -79,7 +79,8 @@ def _parse(argv: list[str], config_from_workdir: bool) -> list[str]:
         if not config_from_workdir:
             flags.mark_flag_as_required("config")
         remaining = flags.FLAGS(argv)
-        _ = flags.FLAGS.config.keys()  # a config file that could not be loaded raises here
+        if flags.FLAGS.config is not None:  # None: neither --config nor --workdir (the script says what it needs)
+            _ = flags.FLAGS.config.keys()  # a config file that could not be loaded raises here
         return remaining
     except flags.Error as error:
         fail(" ".join(str(error).split()))

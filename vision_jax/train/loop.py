@@ -23,6 +23,7 @@ import numpy as np
 
 from vision_jax import tasks
 from vision_jax.data import datasets, pipeline, small_data
+from vision_jax.data.info_without_data import write_info
 from vision_jax.train import checkpoints, parallel, resume, run_config
 from vision_jax.train.config import validate
 from vision_jax.train.freezing import train_optimizer
@@ -202,6 +203,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 run_config.HISTORY_FILE,
             )
         run_config.record_start(workdir, config, start_step)
+        write_info(workdir, exp.info)  # class names for predict.py --images, which reads no data
     finished = start_step >= t.num_steps
     writer = MetricWriter(workdir, start_step, rewrite_eval_at_start=finished)
     say = (lambda text: print(text, flush=True)) if is_main else (lambda text: None)
