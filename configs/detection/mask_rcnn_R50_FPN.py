@@ -8,9 +8,10 @@ hosts: faster_rcnn_R50_FPN.py's recipe plus detectron2's mask head (RoIAlign 14x
 tfds' coco/2017 has no instance masks, so the data is a `coco_json` folder (vision_jax/data/coco_json.py):
 root/train.json + root/train/ and root/validation.json + root/validation/, e.g. links to COCO's
 annotations/instances_{train,val}2017.json and {train,val}2017/; polygons and RLE are rasterised by
-pycocotools in the loader. Ground-truth masks travel canvas-aligned at half the canvas' resolution
-(data.mask_size = 672: 100 instances x 672 x 672 bytes = 45 MB per image instead of 180 MB at full
-size) until they are stored cropped to their boxes (issue 12). No ImageNet weights: random
+pycocotools in the loader. Training ground-truth masks travel cropped to their boxes at 112 x 112
+(data.mask_crop_size, TF Model Garden's size: 100 instances x 112 x 112 bytes = 1.25 MB per image instead
+of 180 MB canvas-aligned at 1344 x 1344; vision_jax/data/instance_masks.py); evaluation reads the masks
+from the json, so evaluation batches carry none. Memory: MEMORY_REPORT below. No ImageNet weights: random
 initialisation with synchronised BatchNorm and the 3x schedule, as in faster_rcnn_R50_FPN.py.
 Measured: not run here (no GPU in this project's machines); the model is built and one train step
 traced in tests/test_configs.py. detectron2's reference for this model (ImageNet-pretrained, 1x) is
@@ -27,6 +28,5 @@ def get_config():
     c = load_config_file(os.path.join(os.path.dirname(__file__), "faster_rcnn_R50_FPN.py"))
     c.model.name = "mask_rcnn"
     c.data.name = "coco_json"
-    c.data.with_masks = True
-    c.data.mask_size = 672
+    c.data.with_masks = True  # box masks at data.mask_crop_size = 112 (the default)
     return c
