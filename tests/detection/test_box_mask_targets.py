@@ -7,7 +7,7 @@ from them (ops.mask_targets_from_box_masks), against float64 NumPy references.
   adaptive sampling on the box mask ringed with zeros;
 * compared with detectron2's targets from the full mask (what the box masks replace), at
   K = 112 and M = 28, for RoIs inside the image (proposals are clipped to it): the binary targets
-  differ on fewer than 1% of the pixels, only on the reference target's 0/1 boundary, and the soft
+  differ on fewer than 1% of the pixels, only in bins within a pixel of the mask's edge, and the soft
   targets by less than 0.02 on average (measured: 0.07% - 0.4% of pixels, mean 0.002 - 0.004);
 * a RoI that lies outside its ground-truth box (by more than a pixel) gets all-zero targets, exactly
   as from the full mask. Outside the image the two differ by design: torchvision's RoIAlign reads
@@ -111,11 +111,15 @@ def test_mask_targets_from_box_masks_follow_their_definition(rng, seed):
     np.testing.assert_array_equal(binary[decided], (want >= 0.5)[decided], err_msg=f"seed={seed}")
 
 
-def boundary(target: np.ndarray) -> np.ndarray:
-    """bool [R, M, M]: pixels with a 4-neighbour of the other label."""
-    padded = np.pad(target, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    size = target.shape[1]
-    return np.any([padded[:, dy:dy + size, dx:dx + size] != target for dy, dx in ((0, 1), (1, 0), (1, 2), (2, 1))], 0)
+def near_mask_edge(mask: np.ndarray, roi, size: int, row: int, col: int) -> bool:
+    """Whether target bin (row, col) of the RoI, widened by one pixel each way, holds mask and non-mask
+    pixels: the bin lies on the mask's boundary in image pixels."""
+    x1, y1, x2, y2 = (float(v) for v in roi)
+    bin_w, bin_h = (x2 - x1) / size, (y2 - y1) / size
+    left, right = x1 + col * bin_w - 1, x1 + (col + 1) * bin_w + 1
+    top, bottom = y1 + row * bin_h - 1, y1 + (row + 1) * bin_h + 1
+    window = mask[max(int(np.floor(top)), 0):max(int(np.ceil(bottom)), 1), max(int(np.floor(left)), 0):max(int(np.ceil(right)), 1)]
+    return window.size > 0 and window.min() != window.max()
 
 
 def test_box_mask_targets_match_full_mask_targets_inside_the_image(rng, seed):
@@ -137,7 +141,8 @@ def test_box_mask_targets_match_full_mask_targets_inside_the_image(rng, seed):
     assert np.abs(got - want).mean() < 0.02, context
     differ = (got >= 0.5) != (want >= 0.5)
     assert differ.mean() < 0.01, f"{differ.mean():.4f} of the binary targets differ, {context}"
-    assert not np.any(differ & ~boundary(want >= 0.5)), f"a difference away from the mask's boundary, {context}"
+    for r, row, col in zip(*np.nonzero(differ)):
+        assert near_mask_edge(masks[gt_index[r]], rois[r], 28, row, col), f"RoI {rois[r]} bin {row, col}: {context}"
 
 
 def test_rois_outside_the_ground_truth_box_get_zero_targets(rng, seed):
