@@ -87,10 +87,10 @@ def test_full_size_mask_rcnn_config_builds_and_traces_a_train_step():
     model = task.build_model(info)
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0, impl="rbg"), **task.init_inputs(info), train=False))
     b, side, m = config.train.batch_size // jax.device_count(), config.data.image_size, config.data.max_instances
-    mask_side = config.data.mask_size or side
+    crop = config.data.mask_crop_size
     shapes = {"image": ((side, side, 3), np.float32), "boxes": ((m, 4), np.float32), "classes": ((m,), np.int32),
               "valid": ((m,), np.bool_), "is_crowd": ((m,), np.bool_),
-              "masks": ((m, mask_side, mask_side), np.uint8), "image_info": ((4,), np.float32),
+              "box_masks": ((m, crop, crop), np.uint8), "image_info": ((4,), np.float32),
               "image_id": ((), np.int32), "example_valid": ((), np.bool_)}  # fmt: skip
     batch = {k: jax.ShapeDtypeStruct((b, *shape), dtype) for k, (shape, dtype) in shapes.items()}
     loss_fn = lambda v, x: task.loss(model, v, x, jax.random.PRNGKey(0), True)

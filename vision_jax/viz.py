@@ -5,7 +5,10 @@ Visual language (the same in every task, explained by each picture's legend):
   images alike), captioned with the class name on a black chip;
 - prediction: a solid outline in the class colour edged in black, inside the box, captioned
   'class score' on a chip of the class colour;
-- missed: a ground-truth object no prediction found, striped red/white, captioned 'MISSED class'.
+- missed: a ground-truth object no prediction found, striped red/white, captioned 'MISSED class';
+- instance masks (Mask R-CNN): each detection's mask blended in its own colour with its border in the
+  pure colour, and that detection's outline and 'class score' chip in the same colour (as detectron2's
+  Visualizer gives each instance a colour), so two touching objects of one class stay apart.
 Every caption is a filled chip whose text is black or white, whichever contrasts more with the chip
 (WCAG contrast); captions are moved so that none overlaps another. Small images are upscaled (nearest
 neighbour) to a short side of at least 256 pixels and the font (Pillow's built-in scalable font)
@@ -309,11 +312,30 @@ def match_detections(
     return found
 
 
+def instance_colour(index: int) -> RGB:
+    """The colour of the index-th instance of a picture: the palette walked with a stride coprime to its
+    length, so that neighbours in score order get distant colours."""
+    return color(index * 7)
+
+
+def overlay_instance_masks(image: np.ndarray, masks: np.ndarray, colours: Sequence[RGB], alpha: float = 0.45) -> np.ndarray:
+    """uint8 [H, W, 3]: each bool [H, W] mask of masks [K, H, W] blended over the image in its colour
+    (later masks over earlier ones), the mask's border pixels (a 4-neighbour outside it) in the pure colour."""
+    out = image.astype(np.float32)
+    for mask, colour in zip(np.asarray(masks, bool), colours):
+        rgb = np.asarray(colour, np.float32)
+        out[mask] = (1 - alpha) * out[mask] + alpha * rgb
+        padded = np.pad(mask, 1)
+        inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+        out[mask & ~inner] = rgb
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
 def draw_detections(
     image: np.ndarray, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
     truth_boxes: np.ndarray, truth_classes: np.ndarray, class_names: Sequence[str],
     truth_crowd: np.ndarray | None = None, min_score: float | None = None,
-    title: Sequence[str] | None = None, title_rgb: RGB = BAND_RGB,
+    title: Sequence[str] | None = None, title_rgb: RGB = BAND_RGB, masks: np.ndarray | None = None,
 ) -> Canvas:
     """The canvas of one image's detections over its ground truth, unfinished (call `.finish(...)`).
 
@@ -321,7 +343,8 @@ def draw_detections(
     (ids into class_names); truth_boxes [N, 4], truth_classes [N], truth_crowd [N] bool or None. Ground
     truth that no detection matched at IoU >= 0.5 with the right class is drawn and captioned as
     missed. title: the band's lines (None: a count of objects found and missed, and of the detections,
-    said to score >= min_score when given)."""
+    said to score >= min_score when given). masks: bool [K, H, W] of the detections in the image's pixels,
+    or None; with masks, detection k is drawn in `instance_colour(k)` instead of its class's colour."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     truth_boxes = np.asarray(truth_boxes, np.float64).reshape(-1, 4)
     scores, classes, truth_classes = np.asarray(scores), np.asarray(classes), np.asarray(truth_classes)
@@ -333,11 +356,14 @@ def draw_detections(
         plural = lambda count, noun: f"{count} {noun}{'' if count == 1 else 's'}"
         title = [f"{plural(len(truth_boxes), 'object')}: {int(found.sum())} found, {int(missed.sum())} missed",
                  f"{plural(len(boxes), 'detection')}{scoring}"]
+    colours = [color(int(k)) for k in classes] if masks is None else [instance_colour(i) for i in range(len(boxes))]
+    if masks is not None:
+        image = overlay_instance_masks(image, masks, colours)
     canvas = Canvas(image, title, title_rgb)
     # Ground truth over the predictions, misses last: the thin striped outlines stay whole where a
     # prediction's wider one runs along them.
-    for box, k in zip(boxes, classes):
-        canvas.box(box, "prediction", color(int(k)))
+    for box, colour in zip(boxes, colours):
+        canvas.box(box, "prediction", colour)
     for box in truth_boxes[~missed]:
         canvas.box(box, "truth")
     for box in truth_boxes[missed]:
@@ -346,7 +372,7 @@ def draw_detections(
     for box, k in zip(truth_boxes[missed], truth_classes[missed]):
         canvas.caption(box, f"MISSED {class_names[int(k)]}", ERROR_RGB, below=True)
     for k in np.argsort(-scores, kind="stable"):
-        canvas.caption(boxes[k], f"{class_names[int(classes[k])]} {float(scores[k]):.2f}", color(int(classes[k])))
+        canvas.caption(boxes[k], f"{class_names[int(classes[k])]} {float(scores[k]):.2f}", colours[k])
     for box, k, is_crowd in zip(truth_boxes[~missed], truth_classes[~missed], crowd[~missed]):
         canvas.caption(box, f"{'crowd ' if is_crowd else ''}{class_names[int(k)]}", BLACK, below=True)
     return canvas

@@ -197,14 +197,71 @@ def test_scale_jitter_draws_short_sides_from_the_config(mode, jitter, rng, seed)
 def test_masks_are_resized_flipped_and_padded_with_the_image(mask_size, rng, seed):
     size = 32
     config = detection_config(image_size=size, min_size=24, max_size=32, with_masks=True, mask_size=mask_size, max_instances=9)
-    fn = detection_inputs.make_detection_preprocess(config, info(("boxes", "masks")), train=True)
+    fn = detection_inputs.make_detection_preprocess(config, info(("boxes", "masks")), train=False)
     examples = [random_example(rng, *(int(v) for v in rng.integers(8, 50, 2)), int(rng.integers(0, 8)), with_masks=True)
                 for _ in range(4)]
     for example, out in zip(examples, run_many(fn, examples, [[seed % 2**31, i] for i in range(4)])):
         new_h, new_w = keep_aspect_size(*example["image"].shape[:2], 24, 32)
-        candidates = {f: reference(example, new_h, new_w, f, size, 9, mask_size) for f in (False, True)}
         assert out["masks"].dtype == np.uint8 and out["masks"].shape == (9, mask_size or size, mask_size or size)
-        assert_matches(out, candidates[flipped(out, candidates)], seed)
+        assert "box_masks" not in out
+        assert_matches(out, reference(example, new_h, new_w, False, size, 9, mask_size), seed)
+    no_masks = detection_inputs.make_detection_preprocess(config, info(("boxes", "masks")), train=False, eval_masks=False)
+    assert "masks" not in run(no_masks, examples[0], [0, 0])
+
+
+def reference_box_masks(masks: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """float64 [N, size, size]: torchvision RoIAlign (aligned, 2 x 2 samples per cell) of each mask over
+    its box, in the masks' pixels (a sample within a pixel of the border reads the border pixel)."""
+    out = np.zeros((len(masks), size, size))
+    for n, (mask, (x1, y1, x2, y2)) in enumerate(zip(masks.astype(np.float64), boxes)):
+        def taps(start, extent, length):
+            position = start + (np.arange(2 * size) + 0.5) / (2 * size) * extent - 0.5
+            inside = (position >= -1) & (position <= length)
+            position = np.clip(position, 0, length - 1)
+            low = np.floor(position).astype(int)
+            high = np.minimum(low + 1, length - 1)
+            frac = position - low
+            weights = np.zeros((2 * size, length))
+            np.add.at(weights, (np.arange(2 * size), low), (1 - frac) * inside)
+            np.add.at(weights, (np.arange(2 * size), high), frac * inside)
+            return weights.reshape(size, 2, length).mean(1)
+        out[n] = taps(y1, y2 - y1, mask.shape[0]) @ mask @ taps(x1, x2 - x1, mask.shape[1]).T
+    return out
+
+
+def test_training_masks_are_cropped_to_their_final_boxes(rng, seed):
+    """box_masks[i] is the original mask's RoIAlign over box i mapped back to original pixels (after
+    resize, flip and clip), flipped with the image, as uint8 coverage; padding rows are 0."""
+    config = detection_config(image_size=32, min_size=24, max_size=32, with_masks=True, mask_crop_size=6, max_instances=9)
+    fn = detection_inputs.make_detection_preprocess(config, info(("boxes", "masks")), train=True)
+    examples = [random_example(rng, *(int(v) for v in rng.integers(8, 50, 2)), int(rng.integers(1, 8)), with_masks=True)
+                for _ in range(4)]
+    for example, out in zip(examples, run_many(fn, examples, [[seed % 2**31, i] for i in range(4)])):
+        h, w = example["image"].shape[:2]
+        new_h, new_w = keep_aspect_size(h, w, 24, 32)
+        candidates = {f: reference(example, new_h, new_w, f, 32, 9) for f in (False, True)}
+        flip = flipped(out, candidates)
+        expected = candidates[flip]
+        assert "masks" not in out and out["box_masks"].shape == (9, 6, 6) and out["box_masks"].dtype == np.uint8
+        kept = int(expected["valid"].sum())
+        boxes = expected["boxes"][:kept].copy()
+        if flip:  # the box in the unflipped image, whose crop is then mirrored
+            boxes[:, [0, 2]] = new_w - boxes[:, [2, 0]]
+        scale = np.array([new_w / w, new_h / h] * 2)
+        keep = detection_keep(example, new_h, new_w)
+        want = reference_box_masks(example["masks"][keep][:kept], boxes / scale, 6)
+        if flip:
+            want = want[..., ::-1]
+        np.testing.assert_allclose(out["box_masks"][:kept] / 255.0, want, atol=0.5 / 255 + 2e-3, err_msg=f"seed={seed}")
+        assert not out["box_masks"][kept:].any()
+
+
+def detection_keep(example: dict, new_h: int, new_w: int) -> np.ndarray:
+    """bool [N]: the example's boxes that keep an area after resize and clip (flip does not change it)."""
+    h, w = example["image"].shape[:2]
+    scale, limits = np.array([new_w / w, new_h / h] * 2), np.array([new_w, new_h] * 2)
+    boxes = np.clip(example["boxes"].astype(np.float64) * scale, 0, limits)
+    return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
 
 
 def test_excess_instances_are_cut_and_images_without_objects_kept(rng, seed):
@@ -251,15 +308,15 @@ def test_datasets_without_boxes_or_masks_are_refused():
         detection_inputs.make_detection_preprocess(ml_collections.ConfigDict({"data": {"image_size": 8}}), info(), train=True)
 
 
-def test_shapes_masks_stay_aligned_with_their_boxes_through_resize_and_flip(multi_shapes_config, seed):
+def test_shapes_masks_stay_aligned_with_their_boxes_through_resize(multi_shapes_config, seed):
     """The shapes dataset's boxes are the tight boxes of its masks; after resize (nearest for masks,
-    exact scale for boxes), flip and padding, each mask must lie inside its box (to a pixel of rounding).
+    exact scale for boxes) and padding, each evaluation mask must lie inside its box (to a pixel of rounding).
     Nearest downsampling may skip a thin edge row (a triangle's tip), so the mask can be smaller."""
     from vision_jax.data import datasets, pipeline
 
     c = detection_config(image_size=128, min_size=96, max_size=128, max_instances=8, with_masks=True)
     ds, data_info = datasets.load(multi_shapes_config, "train")
-    fn = detection_inputs.make_detection_preprocess(c, data_info, train=True)
+    fn = detection_inputs.make_detection_preprocess(c, data_info, train=False)
     batch = next(pipeline.train_batches(ds, fn, batch_size=8, seed=seed % 2**31))
     assert batch["image"].shape == (8, 128, 128, 3) and batch["masks"].shape == (8, 8, 128, 128)
     checked = 0
@@ -275,3 +332,21 @@ def test_shapes_masks_stay_aligned_with_their_boxes_through_resize_and_flip(mult
             assert (tight[2:] - tight[:2] >= (box[2:] - box[:2]) * 0.5 - 1).all(), f"mask {tight} much smaller than box {box}, seed={seed}"
             checked += 1
     assert checked >= 8, f"only {checked} objects checked, seed={seed}"
+
+
+def test_shapes_box_masks_fill_their_tight_boxes(multi_shapes_config, seed):
+    """Training box masks of the shapes scenes (tight boxes): every one touches all four sides of its crop;
+    padding rows are empty."""
+    from vision_jax.data import datasets, pipeline
+
+    c = detection_config(image_size=128, min_size=96, max_size=128, max_instances=8, with_masks=True, mask_crop_size=32)
+    ds, data_info = datasets.load(multi_shapes_config, "train")
+    fn = detection_inputs.make_detection_preprocess(c, data_info, train=True)
+    batch = next(pipeline.train_batches(ds, fn, batch_size=8, seed=seed % 2**31))
+    assert batch["box_masks"].shape == (8, 8, 32, 32) and "masks" not in batch
+    for b in range(8):
+        for i in np.flatnonzero(batch["valid"][b]):
+            crop = batch["box_masks"][b, i].astype(np.float64) / 255
+            sides = [crop[0].max(), crop[-1].max(), crop[:, 0].max(), crop[:, -1].max()]
+            assert min(sides) > 0, f"crop does not touch a side of its box: {sides}, image {b} object {i} seed={seed}"
+        assert not batch["box_masks"][b][~batch["valid"][b]].any()

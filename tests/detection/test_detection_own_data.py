@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from command_line import command_line_config
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from vision_jax.train.loop import train_and_evaluate
 
@@ -34,9 +35,10 @@ FAST = [
 ]
 
 
-def write_scenes(root, split: str, rng: np.random.Generator, image_ids: list[int]) -> None:
+def write_scenes(root, split: str, rng: np.random.Generator, image_ids: list[int], rle_discs: bool = False) -> None:
     """root/<split>.json + root/<split>/*.png: noisy grey 56-64 px images with 1-3 objects, red squares
-    (polygon masks) and blue discs (RLE-free: a polygon around the disc), 14-26 px, not overlapping."""
+    (polygon masks) and blue discs (a polygon around the disc, or with `rle_discs` the disc's own mask as
+    compressed RLE), 14-26 px, not overlapping."""
     os.makedirs(os.path.join(root, split), exist_ok=True)
     images, annotations = [], []
     for image_id in image_ids:
@@ -49,7 +51,8 @@ def write_scenes(root, split: str, rng: np.random.Generator, image_ids: list[int
             if taken[y : y + side, x : x + side].any():
                 continue
             taken[y : y + side, x : x + side] = True
-            category = CATEGORIES[int(rng.integers(0, 2))]
+            # With rle_discs the classes alternate, so that both kinds of segmentation occur.
+            category = CATEGORIES[len(annotations) % 2] if rle_discs else CATEGORIES[int(rng.integers(0, 2))]
             if category["name"] == "red square":
                 pixels[y : y + side, x : x + side] = (220, 30, 30)
             else:
@@ -58,6 +61,10 @@ def write_scenes(root, split: str, rng: np.random.Generator, image_ids: list[int
                 disc = (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= (side / 2) ** 2
                 pixels[disc] = (30, 30, 220)
             polygon = [x, y, x + side, y, x + side, y + side, x, y + side]
+            segmentation = [polygon]
+            if rle_discs and category["name"] == "blue disc":
+                rle = mask_utils.encode(np.asfortranarray(disc.astype(np.uint8)))
+                segmentation = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
             annotations.append(
                 {
                     "id": len(annotations) + 1,
@@ -66,7 +73,7 @@ def write_scenes(root, split: str, rng: np.random.Generator, image_ids: list[int
                     "bbox": [x, y, side, side],
                     "area": side * side,
                     "iscrowd": 0,
-                    "segmentation": [polygon],
+                    "segmentation": segmentation,
                 }
             )
         file_name = f"{image_id:04d}.png"
@@ -100,3 +107,31 @@ def test_own_coco_json_folder_trains_and_evaluates_with_only_name_and_root(repo_
     assert detections and {d["image_id"] for d in detections} <= {3, 8, 13, 21}
     assert {d["category_id"] for d in detections} <= {4, 11}
     assert sorted(os.listdir(tmp_path / "run" / "pictures")) == ["eval_00.png", "eval_01.png", "eval_sheet.png"]
+
+
+@pytest.mark.slow
+def test_own_coco_json_folder_with_polygon_and_rle_masks_trains_mask_rcnn(repo_root, tmp_path, seed):
+    """Issue 12, acceptance c: the shapes Mask R-CNN config on a coco_json folder whose squares are polygons
+    and whose discs are compressed RLE, with only data.name and data.root changed (and the speed overrides):
+    the model overfits it to box and mask AP50 >= 0.9 (pycocotools segm against the json's masks)."""
+    root = tmp_path / "my_coco"
+    write_scenes(root, "train", np.random.default_rng(seed), [3, 8, 13, 21], rle_discs=True)
+    write_scenes(root, "val", np.random.default_rng(seed), [3, 8, 13, 21], rle_discs=True)
+    with open(root / "val.json") as f:
+        kinds = {type(a["segmentation"]).__name__ for a in json.load(f)["annotations"]}
+    config = command_line_config(
+        repo_root,
+        "configs/detection/shapes_mask_rcnn.py",
+        "--config.data.name=coco_json",
+        f"--config.data.root={root}",
+        *FAST,
+        "--config.model.rcnn.mask_head_conv_dim=16",
+        "--config.train.num_steps=200",
+    )
+    results = train_and_evaluate(config, str(tmp_path / "run"))
+    assert kinds == {"list", "dict"}, kinds  # polygons and RLE
+    print(f"seed={seed}: {results}")
+    assert results["AP50"] >= 0.9 and results["mask_AP50"] >= 0.9, f"seed={seed}: {results}"
+    with open(next((tmp_path / "run" / "eval").glob("*detections_coco.json"))) as f:
+        detections = json.load(f)
+    assert all("segmentation" in d for d in detections)

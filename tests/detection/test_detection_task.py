@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from vision_jax.data.dataset_info import DatasetInfo
-from vision_jax.tasks.detection import DetectionTask, image_sizes, masks_on_canvas
+from vision_jax.tasks.detection import DetectionTask, image_sizes
 from vision_jax.train.config import base_config
 
 INFO = DatasetInfo(
@@ -72,17 +72,28 @@ def test_c4_needs_one_anchor_level():
         DetectionTask(config).build_model(INFO)
 
 
-def test_masks_on_canvas_paste_each_box_mask_at_the_pipelines_mask_resolution():
-    """An all-ones box mask pasted with detectron2's semantics covers exactly the canvas pixels whose
-    centre lies in the box (bilinear with zero padding reaches 0.5 at the box edge); on a mask canvas
-    at half resolution the box is halved: [8, 8, 24, 40] -> columns 4..11, rows 4..19. A zero box
-    (padding row) pastes nothing."""
-    masks = np.ones((1, 2, 28, 28), np.float32)
-    boxes = np.array([[[8.0, 8.0, 24.0, 40.0], [0.0, 0.0, 0.0, 0.0]]], np.float32)
-    for mask_side, (cols, rows) in ((64, (range(8, 24), range(8, 40))), (32, (range(4, 12), range(4, 20)))):
-        got = np.asarray(masks_on_canvas(masks, boxes, 64, mask_side))
-        assert got.shape == (1, 2, mask_side, mask_side) and got.dtype == np.bool_
-        want = np.zeros((mask_side, mask_side), bool)
-        want[rows.start:rows.stop, cols.start:cols.stop] = True
-        np.testing.assert_array_equal(got[0, 0], want, err_msg=f"mask_side={mask_side}")
-        assert not got[0, 1].any()
+def test_pictures_paint_each_detections_mask_in_its_own_colour():
+    """Two touching detections of one class with all-ones 28 x 28 masks on boxes 16 x 32 and 20 x 22
+    (the paste covers the pixels whose centre is in the box): each mask's inside is blended at 45 % in
+    its own colour (viz.instance_colour(0), (1)), so the picture holds 14 x 30 and 18 x 20 interior
+    pixels of those blends (x 4 x 4: the 64 px image is drawn 4x), less what box outlines and captions
+    cover; the two colours differ although the class is the same."""
+    from vision_jax import viz
+
+    config = base_config("detection", model="mask_rcnn")
+    config.data.image_size = 64
+    config.model.draw_score_threshold = 0.5
+    grey = np.zeros((1, 64, 64, 3), np.float32)  # normalised 0: the ImageNet mean colour
+    batch = {"image": grey, "image_info": np.array([[64, 64, 1, 1]], np.float32), "boxes": np.zeros((1, 2, 4), np.float32),
+             "classes": np.zeros((1, 2), np.int32), "valid": np.zeros((1, 2), bool), "is_crowd": np.zeros((1, 2), bool)}
+    predictions = {"boxes": np.array([[[8, 8, 24, 40], [24, 8, 44, 30]]], np.float32), "scores": np.array([[0.9, 0.8]]),
+                   "classes": np.zeros((1, 2), np.int32), "valid": np.ones((1, 2), bool),
+                   "masks": np.ones((1, 2, 28, 28), np.float32)}  # fmt: skip
+    picture = DetectionTask(config).draw(batch, predictions, INFO)[0]
+    mean_colour = viz.to_uint8(grey[0, :1, :1])[0, 0].astype(np.float32)
+    counts = []
+    for index, interior in ((0, 14 * 30), (1, 18 * 20)):
+        blend = np.round(0.55 * mean_colour + 0.45 * np.asarray(viz.instance_colour(index), np.float32))
+        counts.append(int(np.all(picture == blend.astype(np.uint8), axis=-1).sum()))
+        assert 0.6 * interior * 16 <= counts[-1] <= interior * 16, f"instance {index}: {counts[-1]} blended pixels"
+    assert viz.instance_colour(0) != viz.instance_colour(1)

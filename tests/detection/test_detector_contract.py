@@ -53,6 +53,13 @@ TINY = {
          "rpn_post_nms_topk_train": 40, "rpn_pre_nms_topk_test": 100, "rpn_post_nms_topk_test": 40,
          "roi_num_samples": 16, "test_max_detections": 10, "test_score_threshold": 0.0},
     ),
+    "mask_rcnn_c4": (
+        {"backbone": "resnet18", "width": 8},
+        {"anchor_sizes": ((8, 16, 32),), "roi_pooler_resolution": 8, "rpn_pre_nms_topk_train": 100,
+         "rpn_post_nms_topk_train": 40, "rpn_pre_nms_topk_test": 100, "rpn_post_nms_topk_test": 40,
+         "roi_num_samples": 16, "test_max_detections": 10, "test_score_threshold": 0.0,
+         "mask_head_conv_dim": 8},
+    ),
     "ssd": (
         {"backbone": "resnet18", "width": 8},
         {"resnet_sources": ("C3", "C4", "C5"), "resnet_source_channels": 16,
@@ -88,20 +95,20 @@ def tiny_detector(name):
 
 def random_targets(rng, num_objects):
     """Padded ground truth [BATCH, MAX_OBJECTS] with num_objects valid boxes per image, and their
-    masks as the pipeline gives them with data.mask_size = SIZE / 2 (each box filled on the canvas)."""
+    masks as the pipeline gives them in training (box_masks: each cropped to its box, 16 x 16 coverage
+    0..255; here an ellipse inscribed in the box)."""
     xy = rng.uniform(0, SIZE - 24, (BATCH, MAX_OBJECTS, 2))
     wh = rng.uniform(8, 24, (BATCH, MAX_OBJECTS, 2))
     valid = np.broadcast_to(np.arange(MAX_OBJECTS) < num_objects, (BATCH, MAX_OBJECTS)).copy()
     boxes = np.where(valid[..., None], np.concatenate([xy, xy + wh], -1), 0).astype(np.float32)
-    centres = (np.arange(SIZE // 2) + 0.5) * 2  # mask pixel centres in input pixels
-    inside_x = (centres >= boxes[..., 0, None]) & (centres < boxes[..., 2, None])
-    inside_y = (centres >= boxes[..., 1, None]) & (centres < boxes[..., 3, None])
+    cell = (np.arange(16) + 0.5) / 8 - 1  # cell centres in [-1, 1]
+    ellipse = ((cell[:, None] ** 2 + cell[None, :] ** 2) <= 1).astype(np.uint8) * 255
     return {
         "boxes": boxes,
         "classes": np.where(valid, rng.integers(0, NUM_CLASSES, (BATCH, MAX_OBJECTS)), 0).astype(np.int32),
         "valid": valid,
         "is_crowd": np.zeros((BATCH, MAX_OBJECTS), bool),
-        "masks": (inside_y[..., :, None] & inside_x[..., None, :]).astype(np.uint8),
+        "box_masks": np.where(valid[..., None, None], ellipse, 0).astype(np.uint8),
     }
 
 

@@ -11,7 +11,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from vision_jax.evaluation.coco import CocoEvaluator, masks_to_original, save_coco_results
+from vision_jax.evaluation.coco import CocoEvaluator, encode_masks, masks_to_original, save_coco_results
+from vision_jax.evaluation.mask_paste import paste_mask
 
 NAMES = ("a", "b", "c")
 
@@ -210,7 +211,7 @@ def test_masks_map_back_by_the_pixel_centre_and_equal_masks_score_one(rng, seed)
     batch["masks"] = (rng.random((3, 8) + mask_res) < 0.5).astype(np.uint8)
     k = 8
     predictions = {"boxes": batch["boxes"], "scores": np.tile(np.linspace(1, 0.3, k), (3, 1)), "classes": np.maximum(batch["classes"], 0),
-                   "valid": batch["valid"] & ~batch["is_crowd"], "masks": batch["masks"] * 0.8 + 0.1}
+                   "valid": batch["valid"] & ~batch["is_crowd"], "canvas_masks": batch["masks"] * 0.8 + 0.1}
     evaluator = CocoEvaluator(NAMES)
     evaluator.update(predictions, batch)
     result = evaluator.result()
@@ -257,8 +258,8 @@ def test_mask_size_ranges_use_the_mask_area_not_the_box_area():
     batch["masks"] = np.zeros((1, 4, size, size), np.uint8)
     batch["masks"][0, :2] = masks
     predictions = detections([image], [dets], 4)
-    predictions["masks"] = np.zeros((1, 4, size, size), np.float32)
-    predictions["masks"][0, :3] = predicted
+    predictions["canvas_masks"] = np.zeros((1, 4, size, size), np.float32)
+    predictions["canvas_masks"][0, :3] = predicted
     evaluator = CocoEvaluator(NAMES)
     evaluator.update(predictions, batch)
     ours = evaluator.result()
@@ -287,3 +288,40 @@ def test_mask_size_ranges_use_the_mask_area_not_the_box_area():
     for name, value in reference.items():
         got = ours[f"mask_{name}"]
         assert got == pytest.approx(value, abs=1e-12), f"mask_{name}: {got} vs pycocotools {value}"
+
+
+def test_box_masks_are_pasted_at_the_original_resolution(rng, seed):
+    """Mask R-CNN's box-relative masks [B, K, M, M]: each is pasted (detectron2's paste, threshold 0.5) into
+    the ORIGINAL image on its box mapped back to original pixels, not onto the network canvas. Ground
+    truth made of those same pastes scores mask AP 1."""
+    images = random_images(rng, 2)
+    k = 6
+    batch = network_batch(images, k, with_image=(64, 64))
+    box_masks = rng.uniform(0.6, 1, (2, k, 14, 14)).astype(np.float32)  # mostly in, never empty
+    for b, i in np.ndindex(2, k):  # with a random 5 x 5 hole each
+        row, col = rng.integers(0, 10, 2)
+        box_masks[b, i, row:row + 5, col:col + 5] = rng.uniform(0, 0.5)
+    predictions = {"boxes": batch["boxes"], "scores": np.tile(np.linspace(1, 0.3, k), (2, 1)),
+                   "classes": np.maximum(batch["classes"], 0), "valid": batch["valid"], "masks": box_masks}
+    expected = []
+    for b in range(2):
+        info = batch["image_info"][b].astype(np.float64)
+        height, width = int(round(info[0])), int(round(info[1]))
+        boxes = np.clip(batch["boxes"][b] / [info[3], info[2], info[3], info[2]], 0, [width, height, width, height])
+        expected.append([paste_mask(box_masks[b, i], boxes[i], height, width) for i in np.flatnonzero(batch["valid"][b])])
+    batch["masks"] = np.zeros((2, k, 64, 64), np.uint8)  # unused: ground truth comes from the pastes below
+    evaluator = CocoEvaluator(NAMES)
+    evaluator.update(predictions, batch)
+    got = [mask_utils.decode(d["segmentation"]).astype(bool) for d in evaluator.detections]
+    want = [m for per_image in expected for m in per_image]
+    assert len(got) == len(want), f"seed={seed}"
+    for g, w in zip(got, want):
+        assert g.shape == w.shape  # the original image's size
+        np.testing.assert_array_equal(g, w, err_msg=f"seed={seed}")
+    # Ground truth = the pastes (with the crowd flags dropped): every detection matches its own mask.
+    evaluator.gt_annotations = [
+        {**a, "segmentation": encode_masks([m])[0], "area": float(m.sum()), "iscrowd": 0}
+        for a, m in zip(evaluator.gt_annotations, want)
+    ]
+    result = evaluator.result()
+    assert result["mask_AP"] in (pytest.approx(1.0), -1.0), f"{result} seed={seed}"

@@ -41,6 +41,10 @@ TINY_GROUP = {
         "anchor_sizes": ((8, 16, 32),), "roi_pooler_resolution": 8, "rpn_pre_nms_topk_train": 100,
         "rpn_post_nms_topk_train": 40, "roi_num_samples": 16,
     },
+    "mask_rcnn_c4": {
+        "anchor_sizes": ((8, 16, 32),), "roi_pooler_resolution": 8, "rpn_pre_nms_topk_train": 100,
+        "rpn_post_nms_topk_train": 40, "roi_num_samples": 16, "mask_head_conv_dim": 8,
+    },
     "ssd": {
         "resnet_sources": ("C3", "C4", "C5"), "resnet_source_channels": 16, "extras": ((8, 16, 3, 2, 1),),
         "aspect_ratios": ((2,), (2,), (2,), (2,)), "scales": (0.1, 0.3, 0.5, 0.7, 0.9), "steps": (), "l2norm": False,
@@ -78,7 +82,7 @@ def replica_batch_stats(name: str, model, rng: np.random.Generator) -> dict:
             "classes": jnp.asarray(rng.integers(0, NUM_CLASSES, (BATCH, MAX_OBJECTS)), jnp.int32),
             "valid": jnp.ones((BATCH, MAX_OBJECTS), bool),
             "is_crowd": jnp.zeros((BATCH, MAX_OBJECTS), bool),
-            "masks": jnp.asarray(rng.uniform(size=(BATCH, MAX_OBJECTS, SIZE, SIZE)) < 0.5, jnp.uint8),  # Mask R-CNN
+            "box_masks": jnp.asarray(rng.integers(0, 256, (BATCH, MAX_OBJECTS, 16, 16)), jnp.uint8),  # Mask R-CNN
         }
         variables = model.init(key, replicas[0], sizes, train=False)
 

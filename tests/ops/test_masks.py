@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vision_jax.evaluation import mask_paste
 from vision_jax.ops.masks import mask_targets, paste_masks_in_image
 
 TOLERANCE = 1e-5
@@ -138,6 +139,29 @@ def test_paste_masks_matches_detectron2_algorithm():
     assert binary.dtype == bool
     decided = np.abs(ref - 0.5) > TOLERANCE
     assert np.array_equal(binary[decided], (ref >= 0.5)[decided]), context
+
+
+def test_numpy_paste_at_any_image_size_matches_detectron2_algorithm():
+    """vision_jax.evaluation.mask_paste (host, NumPy, one image size per call) against the same reference:
+    soft values to float64 rounding, binary masks where the reference is not at 0.5."""
+    seed, rng = fresh_rng()
+    height, width = (int(v) for v in rng.integers(20, 120, 2))
+    side = int(rng.choice([14, 28]))
+    masks = rng.uniform(0, 1, (60, side, side))
+    boxes = random_boxes(rng, 60, height, width).astype(np.float64)
+    boxes[:3] = [[5, 5, 5, 9], [4, 4, 2, 9], [np.nan, 0, 3, 3]]  # no width, inverted, not finite: nothing pasted
+    context = f"seed={seed} image={height}x{width} mask={side}"
+    for mask, box in zip(masks, boxes):
+        want = (reference_paste(mask, box, height, width) if np.all(np.isfinite(box)) and (box[2:] > box[:2]).all()
+                else np.zeros((height, width)))
+        pasted = mask_paste.paste_window(mask, box, height, width)
+        soft = np.zeros((height, width))
+        if pasted is not None:
+            soft[pasted[0]] = pasted[1]
+        assert np.abs(soft - want).max() <= 1e-9, context
+        binary = mask_paste.paste_mask(mask, box, height, width)
+        decided = np.abs(want - 0.5) > 1e-9
+        assert binary.dtype == bool and np.array_equal(binary[decided], (want >= 0.5)[decided]), context
 
 
 def test_paste_masks_gives_zeros_for_degenerate_boxes():

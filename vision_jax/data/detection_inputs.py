@@ -22,7 +22,11 @@ Output (shapes static; M = data.max_instances, S = data.image_size):
   `valid` bool [M]; `is_crowd` bool [M] (crowd boxes stay valid: matchers ignore them, evaluators
   treat them as COCO does). Padding rows: valid=False, class -1 (never a real class), box 0, not crowd;
 - `is_difficult` bool [M], when the dataset has it (VOC);
-- `masks` uint8 [M, Hm, Wm] 0/1, with `data.with_masks`: `data.mask_size=0` -> Hm = Wm = S, aligned
+- with `data.with_masks`, training: `box_masks` uint8 [M, K, K] (K = data.mask_crop_size), each instance's
+  mask cropped to its (clipped, network-input) box from the original-resolution mask, as coverage
+  0..255 (vision_jax/data/instance_masks.py), flipped with the image; padding rows 0;
+- with `data.with_masks`, evaluation (when `eval_masks`: an evaluator that reads ground truth from the
+  batches): `masks` uint8 [M, Hm, Wm] 0/1, `data.mask_size=0` -> Hm = Wm = S, aligned
   with the image; k > 0 -> Hm = Wm = k, the canvas downsampled by S / k (mask pixel (r, c) covers network
   pixels [c S/k, (c+1) S/k) x [r S/k, (r+1) S/k)); nearest-neighbour resampling (transforms.resize_masks)
   from the original masks to the resized image's extent at that resolution, then flipped and padded;
@@ -39,7 +43,8 @@ target; default 1344), `data.fixed_size` (False), `data.min_size` (800), `data.m
 S), `data.scale_jitter` (() = none; training short sides: a tuple of sides drawn uniformly for mode
 'choice', or (low, high) for an integer drawn uniformly in [low, high] for mode 'range'),
 `data.scale_jitter_mode` ('choice'), `data.random_flip` (True), `data.max_instances` (100),
-`data.with_masks` (False), `data.mask_size` (0), `data.ssd_augment` (False; not with masks).
+`data.with_masks` (False), `data.mask_crop_size` (112), `data.mask_size` (0) (instance_masks.py),
+`data.ssd_augment` (False; not with masks).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from typing import Callable
 import ml_collections
 import tensorflow as tf
 
-from vision_jax.data import ssd_augment, transforms
+from vision_jax.data import instance_masks, ssd_augment, transforms
 from vision_jax.data.dataset_info import DatasetInfo
 
 SCALE_JITTER_MODES = ("choice", "range")
@@ -67,8 +72,7 @@ def add_detection_data_defaults(c: ml_collections.ConfigDict) -> None:
     c.data.scale_jitter_mode = "choice"  # 'choice' (one of scale_jitter) or 'range' ((low, high) inclusive)
     c.data.random_flip = True  # horizontal flip in training
     c.data.max_instances = 100  # ground-truth rows per image (padding has valid=False)
-    c.data.with_masks = False  # instance masks in the batch (Mask R-CNN)
-    c.data.mask_size = 0  # 0: masks at the canvas size; k: masks k x k over the canvas
+    instance_masks.add_instance_mask_defaults(c)  # with_masks, mask_crop_size, mask_size
     c.data.ssd_augment = False  # training: SSD's photometric distortion, expand, min-IoU crop
 
 
@@ -85,6 +89,7 @@ class DetectionInputSettings:
     random_flip: bool
     max_instances: int
     with_masks: bool
+    mask_crop_size: int
     mask_size: int
     ssd_augment: bool
 
@@ -97,10 +102,11 @@ class DetectionInputSettings:
             image_size=int(data.image_size), fixed_size=bool(data.fixed_size), min_size=int(data.min_size),
             max_size=int(data.max_size), scale_jitter=tuple(int(v) for v in data.scale_jitter),
             scale_jitter_mode=str(data.scale_jitter_mode), random_flip=bool(data.random_flip),
-            max_instances=int(data.max_instances), with_masks=bool(data.with_masks), mask_size=int(data.mask_size),
+            max_instances=int(data.max_instances), with_masks=bool(data.with_masks),
+            mask_crop_size=int(data.mask_crop_size), mask_size=int(data.mask_size),
             ssd_augment=bool(data.ssd_augment),
         )
-        for key in ("image_size", "min_size", "max_size", "max_instances"):
+        for key in ("image_size", "min_size", "max_size", "max_instances", "mask_crop_size"):
             if getattr(s, key) < 1:
                 raise ValueError(f"config.data.{key}={getattr(s, key)} must be >= 1")
         if not s.fixed_size and s.max_size > s.image_size:
@@ -151,9 +157,12 @@ def _pad_rows(values: tf.Tensor, max_instances: int, pad_value) -> tf.Tensor:
 
 
 def make_detection_preprocess(
-    config: ml_collections.ConfigDict, info: DatasetInfo, train: bool
+    config: ml_collections.ConfigDict, info: DatasetInfo, train: bool, eval_masks: bool = True
 ) -> Callable[[dict, tf.Tensor], dict]:
     """fn(canonical example, seed int64 [2]) -> dict of fixed-shape tensors (module docstring).
+
+    With data.with_masks, training batches carry `box_masks`; evaluation batches carry canvas-aligned
+    `masks` when `eval_masks` (an evaluator that reads ground truth from the json needs none).
 
     Raises ValueError for invalid `data.*` keys, a dataset without boxes, or masks asked of a dataset
     without masks.
@@ -189,8 +198,13 @@ def make_detection_preprocess(
         image = tf.image.resize(image, tf.stack([new_height, new_width]), method="bilinear")
         scale = tf.cast(tf.stack([new_height / height, new_width / width]), tf.float32)  # (y, x)
         boxes = boxes * tf.stack([scale[1], scale[0], scale[1], scale[0]])
-        masks = None
-        if settings.with_masks:
+        masks = None  # box masks in training, canvas masks in evaluation: both flip along their last axis
+        if settings.with_masks and train:
+            # Cropped at the clipped box (clipping commutes with the flip), in original mask pixels.
+            limits = tf.cast(tf.stack([new_width, new_height, new_width, new_height]), tf.float32)
+            crop_boxes = tf.clip_by_value(boxes, 0.0, limits) / tf.stack([scale[1], scale[0], scale[1], scale[0]])
+            masks = instance_masks.box_masks(tf.cast(example["masks"], tf.uint8), crop_boxes, settings.mask_crop_size)
+        elif settings.with_masks and eval_masks:
             # The resized image's extent on the mask canvas (= itself when mask_size is 0).
             ratio = mask_canvas / size
             mask_extent = tf.maximum(1, tf.cast(tf.floor(tf.cast(tf.stack([new_height, new_width]), tf.float64) * ratio + 0.5), tf.int32))
@@ -225,7 +239,9 @@ def make_detection_preprocess(
         }
         if "is_difficult" in fields:
             out["is_difficult"] = _pad_rows(fields["is_difficult"], settings.max_instances, False)
-        if masks is not None:
+        if masks is not None and train:
+            out["box_masks"] = _pad_rows(tf.boolean_mask(masks, keep), settings.max_instances, tf.constant(0, tf.uint8))
+        elif masks is not None:
             masks = transforms.pad_masks_to_size(tf.boolean_mask(masks, keep), (mask_canvas, mask_canvas))
             out["masks"] = _pad_rows(masks, settings.max_instances, tf.constant(0, tf.uint8))
         return out

@@ -3,15 +3,19 @@
 `CocoEvaluator.update(predictions, batch)` takes one batch (NumPy, leading axis B; rows with
 `batch["example_valid"] == False` are skipped):
 - predictions: `boxes` [B, K, 4] (x1, y1, x2, y2) in network-input pixels, `scores` [B, K], `classes`
-  [B, K] int in 0..C-1, and `valid` [B, K] bool (or `num_detections` [B]); optional `masks` [B, K, Hm, Wm]
+  [B, K] int in 0..C-1, and `valid` [B, K] bool (or `num_detections` [B]); optional instance masks, either
+  `masks` [B, K, M, M] probabilities on each detection's box (Mask R-CNN's output, the detector contract's
+  'masks'), pasted into the ORIGINAL image on the box mapped back to original pixels with detectron2's
+  paste, threshold 0.5 (vision_jax/evaluation/mask_paste.py), or `canvas_masks` [B, K, Hm, Wm]
   probabilities or 0/1 aligned with the padded network input (mask pixel (r, c) covers input pixels
-  [c W/Wm, (c+1) W/Wm) x [r H/Hm, (r+1) H/Hm), H x W = the batch's image size); thresholded at 0.5.
+  [c W/Wm, (c+1) W/Wm) x [r H/Hm, (r+1) H/Hm), H x W = the batch's image size), thresholded at 0.5.
 - batch: `image_info` [B, 4] = (original height, original width, scale_y, scale_x) and `image_id` [B]
   (detection_inputs.py); for ground truth from batches also `boxes` [B, M, 4], `classes` [B, M],
   `valid` [B, M], `is_crowd` [B, M] and, for mask metrics, `masks` [B, M, Hm', Wm'] like the predictions'.
 
-Boxes map back as x / scale_x, y / scale_y and are clipped to the original image; masks map back by
-taking, for each original pixel, the mask pixel under its centre. COCO results use (x, y, w, h).
+Boxes map back as x / scale_x, y / scale_y and are clipped to the original image (detectron2's
+detector_postprocess); canvas-aligned masks map back by taking, for each original pixel, the mask pixel
+under its centre. COCO results use (x, y, w, h).
 
 Ground truth, two sources:
 - from the batches (default): the ground truth the pipeline produced, mapped back the same way. Areas
@@ -41,6 +45,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from vision_jax.evaluation.mask_paste import paste_masks
 
 METRIC_STATS = {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5, "AR100": 8}
 
@@ -75,14 +81,27 @@ def masks_to_original(masks: np.ndarray, image_info: np.ndarray, input_size: tup
     return masks[:, rows][:, :, cols] >= 0.5
 
 
-def encode_masks(masks: np.ndarray) -> list[dict]:
-    """bool [K, h, w] -> COCO compressed RLEs (counts as str, JSON-ready)."""
-    if len(masks) == 0:
-        return []
-    rles = mask_utils.encode(np.asfortranarray(np.transpose(masks, (1, 2, 0)).astype(np.uint8)))
-    for rle in rles:
+def encode_masks(masks) -> list[dict]:
+    """bool [K, h, w] (or an iterable of bool [h, w], encoded one at a time) -> COCO compressed RLEs
+    (counts as str, JSON-ready)."""
+    rles = []
+    for mask in masks:
+        rle = mask_utils.encode(np.asfortranarray(mask[:, :, None].astype(np.uint8)))[0]
         rle["counts"] = rle["counts"].decode("ascii")
+        rles.append(rle)
     return rles
+
+
+def prediction_masks(predictions: Mapping[str, np.ndarray], b: int, keep: np.ndarray, info: np.ndarray,
+                     input_size) -> list[dict] | None:  # fmt: skip
+    """RLEs in original pixels of image b's kept detections (module docstring), None without masks."""
+    if "masks" in predictions:
+        height, width = int(round(info[0])), int(round(info[1]))
+        boxes = boxes_to_original(np.asarray(predictions["boxes"][b])[keep], info)
+        return encode_masks(paste_masks(np.asarray(predictions["masks"][b])[keep], boxes, height, width))
+    if "canvas_masks" in predictions:
+        return encode_masks(masks_to_original(np.asarray(predictions["canvas_masks"][b])[keep], info, input_size))
+    return None
 
 
 def detection_valid_mask(predictions: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -153,14 +172,14 @@ class CocoEvaluator:
         """Adds one batch (module docstring)."""
         rows = np.flatnonzero(np.asarray(batch.get("example_valid", np.ones(len(batch["image_info"]), bool)), bool))
         detection_valid = detection_valid_mask(predictions)
-        with_masks = "masks" in predictions
+        with_masks = "masks" in predictions or "canvas_masks" in predictions
         if self.with_masks is None:
             self.with_masks = with_masks
         elif self.with_masks != with_masks:
             raise ValueError("CocoEvaluator: some batches have predicted masks and others not")
         input_size = tuple(np.asarray(batch["image"]).shape[1:3]) if "image" in batch else None
-        if with_masks and input_size is None:
-            raise ValueError("CocoEvaluator: mask evaluation needs batch['image'] for the network-input size")
+        if "canvas_masks" in predictions and input_size is None:
+            raise ValueError("CocoEvaluator: canvas-aligned masks need batch['image'] for the network-input size")
         for b in rows:
             info = np.asarray(batch["image_info"][b], np.float64)
             key = self._image_key(int(batch["image_id"][b]))
@@ -171,7 +190,7 @@ class CocoEvaluator:
             classes = np.asarray(predictions["classes"][b], np.int64)[keep]
             if np.any((classes < 0) | (classes >= len(self.class_names))):
                 raise ValueError(f"CocoEvaluator: predicted classes {np.unique(classes)} outside 0..{len(self.class_names) - 1}")
-            rles = encode_masks(masks_to_original(np.asarray(predictions["masks"][b])[keep], info, input_size)) if with_masks else None
+            rles = prediction_masks(predictions, b, keep, info, input_size)
             for i in range(len(keep)):
                 detection = {"image_id": key, "category_id": int(self.category_ids[classes[i]]),
                              "bbox": [float(v) for v in boxes[i]], "score": float(scores[i])}
@@ -189,8 +208,9 @@ class CocoEvaluator:
         crowd = np.asarray(batch["is_crowd"][b], bool)[real] if "is_crowd" in batch else np.zeros(len(real), bool)
         rles, areas = None, boxes[:, 2] * boxes[:, 3]
         if self.with_masks:
-            if "masks" not in batch:
-                raise ValueError("CocoEvaluator: masks were predicted but the batch has no ground-truth 'masks'")
+            if "masks" not in batch or input_size is None:
+                raise ValueError("CocoEvaluator: masks were predicted but the batch has no ground-truth 'masks' "
+                                 "(or no 'image' for their network-input size)")
             masks = masks_to_original(np.asarray(batch["masks"][b])[real], info, input_size)
             rles, areas = encode_masks(masks), masks.sum(axis=(1, 2)).astype(np.float64)
         for i in range(len(real)):

@@ -13,7 +13,7 @@
   zero-padded canvas (boxes are clipped to it), None = the whole canvas.
 * targets: the batch's ground truth as the input pipeline made it (`targets_from_batch`):
   'boxes' [B, G, 4] (x1, y1, x2, y2) input pixels, 'classes' [B, G] int in 0..C-1, 'valid' [B, G]
-  bool, optional 'is_crowd' [B, G] bool; later fields ('masks', 'proposals', ...) travel in the
+  bool, optional 'is_crowd' [B, G] bool; later fields ('box_masks', 'proposals', ...) travel in the
   same dict, so a family that needs one reads it without any signature changing.
 * The training loss is the sum of the named losses (each already weighted); metrics are logged.
 * Detections: K = the family's max_detections, (x1, y1, x2, y2) input pixels, by decreasing
@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 
 # Fields of a detection batch that are ground truth (or given proposals) for the model.
-TARGET_KEYS = ("boxes", "classes", "valid", "is_crowd", "masks", "proposals", "proposal_valid", "proposal_scores")
+TARGET_KEYS = ("boxes", "classes", "valid", "is_crowd", "masks", "box_masks", "proposals", "proposal_valid",
+               "proposal_scores")
 
 
 def targets_from_batch(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:

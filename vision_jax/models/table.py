@@ -36,6 +36,7 @@ MODELS: dict[str, ModelSpec] = {
     "faster_rcnn": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_faster_rcnn),
     "faster_rcnn_c4": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_faster_rcnn_c4),
     "mask_rcnn": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_mask_rcnn),
+    "mask_rcnn_c4": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_mask_rcnn_c4),
     "ssd": ModelSpec("detection", ssd.GROUP, ssd.SSDSettings, ssd.build_ssd),
     "yolo_v1": ModelSpec("detection", yolo.GROUP, yolo.YOLOv1Settings, yolo.build_yolo_v1),
     "yolo_v3": ModelSpec("detection", yolo.GROUP, yolo.YOLOv3Settings, yolo.build_yolo_v3),

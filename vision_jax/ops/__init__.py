@@ -58,7 +58,7 @@ from vision_jax.ops.losses import (
     softmax_cross_entropy,
     softmax_cross_entropy_per_element,
 )
-from vision_jax.ops.masks import mask_targets, paste_masks_in_image
+from vision_jax.ops.masks import mask_targets, mask_targets_from_box_masks, paste_masks_in_image
 from vision_jax.ops.matching import match_boxes, match_iou, sample_balanced, sample_balanced_masks
 from vision_jax.ops.nms import batched_nms, nms
 from vision_jax.ops.postprocess import foreground_scores, multiclass_detections
@@ -98,6 +98,7 @@ __all__ = [
     "grid_anchors",
     "hard_negative_mask",
     "mask_targets",
+    "mask_targets_from_box_masks",
     "match_boxes",
     "match_iou",
     "max_pool_with_argmax",

@@ -1,7 +1,7 @@
 """Object detection: many (box, class, score) per image, for every detection family.
 
 `config.model.name` picks the model from `vision_jax.models.table.MODELS` ('faster_rcnn',
-'faster_rcnn_c4', 'ssd', 'yolo_v1', 'yolo_v3'); its hyper-parameters are the group
+'faster_rcnn_c4', 'mask_rcnn', 'mask_rcnn_c4', 'ssd', 'yolo_v1', 'yolo_v3'); its hyper-parameters are the group
 `config.model.<family>` (rcnn, ssd, yolo) of its family's Settings dataclass. Every detector
 follows one contract (vision_jax.models.detector): this task passes the batch's ground truth
 through as `targets` and sums the named losses it returns, without knowing the family.
@@ -19,15 +19,14 @@ excess ground-truth boxes (from the input pipeline).
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-import vision_jax.ops as vops
 from vision_jax import viz
 from vision_jax.data.detection_inputs import add_detection_data_defaults, make_detection_preprocess
 from vision_jax.evaluation.coco import make_coco_evaluator
+from vision_jax.evaluation.mask_paste import paste_masks
 from vision_jax.models.detector import targets_from_batch
 from vision_jax.models.table import build_model, model_spec
 from vision_jax.tasks.classification import require
@@ -41,17 +40,6 @@ def image_sizes(image_info: jnp.ndarray, canvas: int) -> jnp.ndarray:
     canvas; all-zero rows (eval padding) get the canvas."""
     sizes = jnp.round(image_info[:, :2] * image_info[:, 2:4])
     return jnp.where(sizes > 0, jnp.minimum(sizes, canvas), canvas).astype(jnp.float32)
-
-
-def masks_on_canvas(masks: jnp.ndarray, boxes: jnp.ndarray, canvas: int, mask_side: int) -> jnp.ndarray:
-    """The detector's box-relative mask probabilities float [B, K, M, M] on their boxes [B, K, 4] (input
-    pixels) -> bool [B, K, mask_side, mask_side] laid out as the pipeline's ground-truth masks (the
-    canvas of side `canvas` at mask_side / canvas): detectron2's paste (`vops.paste_masks_in_image`),
-    threshold 0.5, with the boxes scaled by mask_side / canvas. With mask_side = canvas and an image
-    that was not resized this is detectron2's paste at the original resolution."""
-    scale = mask_side / canvas
-    paste = lambda m, b: vops.paste_masks_in_image(m, b * scale, mask_side, mask_side, threshold=0.5)
-    return jax.vmap(paste)(masks, boxes)
 
 
 class DetectionTask:
@@ -79,7 +67,11 @@ class DetectionTask:
         return {"images": np.zeros((1, size, size, 3), np.float32)}
 
     def preprocess(self, info, train: bool):
-        return make_detection_preprocess(self.config, info, train)
+        # Evaluation batches carry ground-truth masks only for an evaluator that reads them there
+        # (not the COCO evaluator of coco_json data, which reads the json, nor VOC's).
+        data = self.config.data
+        eval_masks = data.eval_metric == "coco" and data.name != "coco_json"
+        return make_detection_preprocess(self.config, info, train, eval_masks=eval_masks)
 
     def loss(self, model, variables, batch, rng, train):
         outputs, new_state = model.apply(
@@ -99,14 +91,11 @@ class DetectionTask:
 
     def predict(self, model, variables, batch):
         """Detections in network-input pixels: boxes [B, K, 4], scores, classes, valid [B, K] (and, from
-        an instance-segmentation detector, masks pasted onto the canvas: `masks_on_canvas`); the
-        evaluator maps them back to original pixels with the batch's image_info."""
+        an instance-segmentation detector, masks [B, K, M, M]: probabilities on each box); the evaluator
+        maps them back to original pixels with the batch's image_info and pastes the masks there
+        (vision_jax/evaluation/mask_paste.py)."""
         side = self.config.data.image_size
-        out = model.apply(variables, batch["image"], image_sizes(batch["image_info"], side), train=False)
-        if "masks" in out:
-            mask_side = self.config.data.mask_size or side
-            out = {**out, "masks": masks_on_canvas(out["masks"], out["boxes"], side, mask_side)}
-        return out
+        return model.apply(variables, batch["image"], image_sizes(batch["image_info"], side), train=False)
 
     def make_evaluator(self, info):
         metric = self.config.data.eval_metric
@@ -120,7 +109,8 @@ class DetectionTask:
         """The resized image (canvas padding cut off) with the detections scoring at least
         model.draw_score_threshold ('class score') over the striped ground truth ('class'); ground truth
         that none of them found at IoU >= 0.5 with the right class is marked MISSED (viz.draw_detections);
-        a legend of the styles and the classes shown."""
+        a legend of the styles and the classes shown. With instance masks, each detection's mask (pasted
+        into the resized image, mask_paste.paste_masks) in its own colour, with its outline and caption."""
         threshold = self.config.model.draw_score_threshold
         sizes = np.asarray(image_sizes(jnp.asarray(batch["image_info"]), self.config.data.image_size), np.int64)
         pictures = []
@@ -131,6 +121,11 @@ class DetectionTask:
             truth_classes = np.asarray(batch["classes"][b])[valid]
             crowd = np.asarray(batch["is_crowd"][b], bool)[valid] if "is_crowd" in batch else None
             height, width = sizes[b]
+            masks = None
+            if "masks" in predictions:
+                boxes = np.asarray(predictions["boxes"][b])[keep]
+                masks = np.stack(list(paste_masks(np.asarray(predictions["masks"][b])[keep], boxes, height, width)))
+                masks = masks.reshape(len(boxes), height, width)
             canvas = viz.draw_detections(
                 viz.to_uint8(np.asarray(image)[:height, :width]),
                 np.asarray(predictions["boxes"][b])[keep],
@@ -141,7 +136,11 @@ class DetectionTask:
                 info.class_names,
                 truth_crowd=crowd,
                 min_score=threshold,
+                masks=masks,
             )
-            legend = [*viz.STYLE_LEGEND, *viz.class_legend([*classes, *truth_classes], info.class_names)]
+            if masks is None:
+                legend = [*viz.STYLE_LEGEND, *viz.class_legend([*classes, *truth_classes], info.class_names)]
+            else:  # colours tell instances apart, the captions name their classes
+                legend = [*viz.STYLE_LEGEND, (("fill", viz.instance_colour(0)), "mask: one colour per detection")]
             pictures.append(canvas.finish(legend))
         return pictures

@@ -9,11 +9,18 @@ decoding, and the builders. Fast R-CNN, R-CNN and Mask R-CNN join this folder.
     mask_head.py    Mask R-CNN's mask head, its targets and loss, its inference
     faster_rcnn.py  TwoStageDetector and the two detectors (FPN, C4) on the contract of
                     vision_jax/models/detector.py
-    mask_rcnn.py    MaskRCNN: the FPN detector plus the mask head
-    build.py        build_faster_rcnn / build_faster_rcnn_c4 / build_mask_rcnn (config, num_classes)
+    mask_rcnn.py    MaskRCNN / MaskRCNNC4: the FPN / C4 detectors plus the mask head
+    build.py        build_faster_rcnn / build_faster_rcnn_c4 / build_mask_rcnn / build_mask_rcnn_c4
+                    (config, num_classes)
 """
 
-from vision_jax.models.rcnn.build import GROUP, build_faster_rcnn, build_faster_rcnn_c4, build_mask_rcnn
+from vision_jax.models.rcnn.build import (
+    GROUP,
+    build_faster_rcnn,
+    build_faster_rcnn_c4,
+    build_mask_rcnn,
+    build_mask_rcnn_c4,
+)
 from vision_jax.models.rcnn.settings import RCNNSettings
 
-__all__ = ["GROUP", "RCNNSettings", "build_faster_rcnn", "build_faster_rcnn_c4", "build_mask_rcnn"]
+__all__ = ["GROUP", "RCNNSettings", "build_faster_rcnn", "build_faster_rcnn_c4", "build_mask_rcnn", "build_mask_rcnn_c4"]

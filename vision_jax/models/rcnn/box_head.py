@@ -90,7 +90,9 @@ class Res5BoxHead(nn.Module):
     8 x the ResNet's base width) and norm are the backbone ResNet's fourth stage; bn_axis_name is
     its cross-replica BatchNorm axis (vision_jax.models.from_config.bn_axis_name).
 
-    __call__(pooled: [R, h, w, C4], train) -> (logits float32 [R, C + 1], deltas float32 [R, C, 4]).
+    __call__(pooled: [R, h, w, C4], train) -> (logits float32 [R, C + 1], deltas float32 [R, C, 4]);
+    with return_features=True also res5's output [R, ceil(h / 2), ceil(w / 2), 4 x width] (the C4
+    Mask R-CNN's mask head reads it).
     """
 
     num_classes: int
@@ -102,7 +104,7 @@ class Res5BoxHead(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, pooled: jax.Array, train: bool = False):
+    def __call__(self, pooled: jax.Array, train: bool = False, return_features: bool = False):
         x = ResNetStage(
             self.block,
             self.num_blocks,
@@ -113,7 +115,8 @@ class Res5BoxHead(nn.Module):
             bn_axis_name=self.bn_axis_name,
             name="res5",
         )(pooled, train)
-        return BoxPredictor(self.num_classes, dtype=self.dtype, name="predictor")(x.mean(axis=(1, 2)))
+        logits, deltas = BoxPredictor(self.num_classes, dtype=self.dtype, name="predictor")(x.mean(axis=(1, 2)))
+        return (logits, deltas, x) if return_features else (logits, deltas)
 
 
 def roi_targets(

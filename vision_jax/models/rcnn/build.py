@@ -7,7 +7,7 @@ import ml_collections
 from vision_jax.models.backbones.resnet import ResNet
 from vision_jax.models.from_config import backbone_from_config, compute_dtype
 from vision_jax.models.rcnn.faster_rcnn import FasterRCNN, FasterRCNNC4, TwoStageDetector
-from vision_jax.models.rcnn.mask_rcnn import MaskRCNN
+from vision_jax.models.rcnn.mask_rcnn import MaskRCNN, MaskRCNNC4
 from vision_jax.models.rcnn.settings import RCNNSettings
 from vision_jax.models.settings import SettingsError, settings_from_config
 
@@ -55,11 +55,21 @@ def build_mask_rcnn(config: ml_collections.ConfigDict, num_classes: int) -> Mask
 def build_faster_rcnn_c4(config: ml_collections.ConfigDict, num_classes: int) -> FasterRCNNC4:
     """Faster R-CNN C4 ('faster_rcnn_c4'): the ResNet's first three stages are the trunk, its fourth
     (res5) the box head."""
-    settings = rcnn_settings(config, FasterRCNNC4)
+    return _build_c4(config, num_classes, FasterRCNNC4)
+
+
+def build_mask_rcnn_c4(config: ml_collections.ConfigDict, num_classes: int) -> MaskRCNNC4:
+    """Mask R-CNN C4 ('mask_rcnn_c4'): Faster R-CNN C4 whose res5 output also feeds the mask head;
+    trains on data.with_masks batches."""
+    return _build_c4(config, num_classes, MaskRCNNC4)
+
+
+def _build_c4(config: ml_collections.ConfigDict, num_classes: int, model: type[FasterRCNNC4]) -> FasterRCNNC4:
+    settings = rcnn_settings(config, model)
     resnet = _resnet(config)
     if len(resnet.stage_sizes) != 4:
         raise ValueError(f"config.model.backbone={config.model.backbone!r} must have 4 stages for the C4 split")
-    return FasterRCNNC4(
+    return model(
         backbone=resnet.clone(stage_sizes=tuple(resnet.stage_sizes[:3])),
         num_classes=num_classes,
         settings=settings,

@@ -228,9 +228,14 @@ class TwoStageDetector(Detector):
         """Fast R-CNN losses on the sampled RoIs (`sample_rois`) -> {'losses': {'loss_cls',
         'loss_box_reg'}, 'metrics': {'roi_num_fg_samples', 'roi_cls_accuracy', 'roi_fg_cls_accuracy'}}."""
         del targets  # the box head's targets are in `sampled`
+        logits, deltas = self.box_outputs(features, sampled["boxes"], train=True)
+        return self.box_losses(sampled, logits, deltas)
+
+    def box_losses(self, sampled: dict[str, jax.Array], logits: jax.Array, deltas: jax.Array) -> dict:
+        """Fast R-CNN losses of the box head's outputs on the sampled RoIs: logits [B, R, C + 1],
+        deltas [B, R, C, 4] (`box_outputs`) -> `roi_head_losses`' dict."""
         s = self.settings
         batch = sampled["boxes"].shape[0]
-        logits, deltas = self.box_outputs(features, sampled["boxes"], train=True)
         flat = lambda x: x.reshape(-1, *x.shape[2:])
         head = roi_box_head.box_head_losses(
             flat(logits),

@@ -6,7 +6,8 @@ targets and loss, its inference, side by side.
   -> mask logits float32 [R, 2P, 2P, C] (class-specific masks, no background channel).
 * `mask_rcnn_targets`: each RoI's matched ground-truth mask cropped to the RoI and resized to M x M
   (detectron2's BitMasks.crop_and_resize: aligned RoIAlign with adaptive sampling, then >= 0.5),
-  read from the input pipeline's canvas-aligned masks (data/detection_inputs.py).
+  read from the input pipeline's box masks (each mask cropped to its box, data/instance_masks.py);
+  `foreground_first` and `sampled_mask_loss` apply it to the box head's sample, FPN and C4 alike.
 * `mask_rcnn_loss`: per-pixel sigmoid cross-entropy on the ground-truth class's channel, averaged
   over the foreground RoIs x M x M; exactly 0 when there is no foreground RoI.
 * `mask_rcnn_inference`: the sigmoid of each detection's predicted-class channel.
@@ -68,28 +69,65 @@ class MaskHead(nn.Module):
 
 
 def mask_rcnn_targets(
-    gt_masks: jax.Array, gt_index: jax.Array, rois: jax.Array, image_size: tuple[int, int], mask_resolution: int
+    box_masks: jax.Array, gt_boxes: jax.Array, gt_index: jax.Array, rois: jax.Array, mask_resolution: int
 ) -> jax.Array:
-    """Mask targets of one image's RoIs: the matched ground-truth mask cropped and resized.
+    """Mask targets of one image's RoIs: the matched ground-truth mask cropped to the RoI, M x M.
 
-    The pipeline's masks are canvas-aligned at Hm x Wm for an H x W network input (mask pixel (r, c)
-    covers input pixels [c W/Wm, (c+1) W/Wm) x [r H/Hm, (r+1) H/Hm)), so a RoI in input pixels is
-    the RoI x (Wm/W, Hm/H) in mask pixels; `vops.mask_targets` crops it there (detectron2's
-    crop_and_resize on the full-resolution mask when Hm = H).
+    The pipeline stores each ground-truth mask cropped to its box (data/instance_masks.py: K x K
+    coverage, 0..255); `vops.mask_targets_from_box_masks` crops each RoI out of its matched box mask
+    (detectron2's crop_and_resize, read from the box mask instead of the full-image mask).
 
-    Static under jit: `image_size`, `mask_resolution`.
+    Static under jit: `mask_resolution`.
 
     Args:
-      gt_masks: [G, Hm, Wm] 0/1 (uint8, bool or float); gt_index: int [R] rows of gt_masks (any row
-      for RoIs that are not foreground: their targets are not used); rois: float [R, 4] input
-      pixels; image_size: (H, W) of the padded network input; mask_resolution: M.
+      box_masks: [G, K, K] coverage: uint8 0..255 (the pipeline's) or float in [0, 1];
+      gt_boxes: float [G, 4] the ground-truth boxes (input pixels) the masks were cropped to;
+      gt_index: int [R] rows of box_masks (any row for RoIs that are not foreground: their targets
+      are not used); rois: float [R, 4] input pixels; mask_resolution: M.
     Returns:
       float32 [R, M, M] 0/1 targets.
     """
-    scale_y, scale_x = gt_masks.shape[1] / image_size[0], gt_masks.shape[2] / image_size[1]
-    scaled = rois.astype(jnp.float32) * jnp.asarray([scale_x, scale_y, scale_x, scale_y], jnp.float32)
-    safe_index = jnp.clip(gt_index, 0, gt_masks.shape[0] - 1)
-    return vops.mask_targets(gt_masks, safe_index, scaled, mask_resolution)
+    coverage = box_masks.astype(jnp.float32)
+    if jnp.issubdtype(box_masks.dtype, jnp.integer):
+        coverage = coverage / 255.0
+    return vops.mask_targets_from_box_masks(coverage, gt_boxes, gt_index, rois, mask_resolution)
+
+
+def foreground_first(sampled: dict[str, jax.Array], num_samples: int, positive_fraction: float, num_classes: int):
+    """The RoIs of the box head's sample that can be foreground, in a static count.
+
+    The sampler puts foreground first, so the first max(1, int(num_samples x positive_fraction))
+    RoIs of each image hold all of them (detectron2 keeps only the foreground, a dynamic count).
+    Returns ({key: value[:, :F]} of `sampled`, foreground bool [B, F]).
+    """
+    most_foreground = max(1, int(num_samples * positive_fraction))
+    first = {key: value[:, :most_foreground] for key, value in sampled.items()}
+    return first, first["valid"] & (first["classes"] < num_classes)
+
+
+def sampled_mask_loss(logits: jax.Array, first: dict[str, jax.Array], foreground: jax.Array, targets: dict) -> tuple:
+    """`mask_rcnn_loss` of a batch's foreground RoIs against their box-mask targets.
+
+    Args:
+      logits: float [B, F, M, M, C] mask logits of the RoIs `first['boxes']` [B, F, 4];
+      first, foreground: `foreground_first`; targets: the detector's targets with 'boxes' [B, G, 4]
+      and 'box_masks' [B, G, K, K].
+    Returns:
+      (float32 loss, float32 foreground RoIs per image).
+    """
+    box_masks = targets.get("box_masks")
+    if box_masks is None:
+        raise ValueError("mask_rcnn training needs targets['box_masks'] [B, G, K, K]: set data.with_masks=True")
+    if box_masks.ndim != 4 or box_masks.shape[:2] != targets["boxes"].shape[:2] or box_masks.shape[2] != box_masks.shape[3]:
+        raise ValueError(f"targets['box_masks'] must be [B, G, K, K] with [B, G]={targets['boxes'].shape[:2]}, "
+                         f"got shape {box_masks.shape}")  # fmt: skip
+    resolution = logits.shape[2]
+    mask_targets = jax.vmap(lambda m, g, i, r: mask_rcnn_targets(m, g, i, r, resolution))(
+        box_masks, targets["boxes"], first["gt_index"], first["boxes"]
+    )
+    flat = lambda x: x.reshape(-1, *x.shape[2:])
+    loss = mask_rcnn_loss(flat(logits), flat(first["classes"]), flat(foreground), flat(mask_targets))
+    return loss, jnp.sum(foreground).astype(jnp.float32) / foreground.shape[0]
 
 
 def mask_rcnn_loss(logits: jax.Array, classes: jax.Array, foreground: jax.Array, targets: jax.Array) -> jax.Array:

@@ -52,13 +52,15 @@ class RCNNSettings:
     # FPN box head: num_fc fully connected layers of fc_dim.
     box_head_fc_dim: int = 1024
     box_head_num_fc: int = 2
-    # Mask head (model 'mask_rcnn' only; detectron2's ROI_MASK_HEAD): RoIAlign mask_pooler_resolution
-    # square (sampling roi_sampling_ratio), mask_head_num_conv 3x3 convs of mask_head_conv_dim + ReLU,
-    # a 2x2 stride-2 deconv -> mask_resolution = 2 x mask_pooler_resolution; the mask loss is
-    # multiplied by mask_loss_weight.
+    # Mask head (models 'mask_rcnn', 'mask_rcnn_c4'; detectron2's ROI_MASK_HEAD): mask_head_num_conv 3x3
+    # convs of mask_head_conv_dim + ReLU (None: the variant's, 4 for FPN, 0 for C4), a 2x2 stride-2
+    # deconv of mask_head_conv_dim + ReLU, a 1x1 conv per class; the mask loss is multiplied by
+    # mask_loss_weight. FPN pools RoIAlign mask_pooler_resolution squares (sampling roi_sampling_ratio)
+    # -> mask_resolution = 2 x mask_pooler_resolution; C4 reads res5's output of the box head's RoIs
+    # (roi_pooler_resolution / 2) -> 2 x ceil(roi_pooler_resolution / 2) and ignores mask_pooler_resolution.
     mask_pooler_resolution: int = 14
     mask_head_conv_dim: int = 256
-    mask_head_num_conv: int = 4
+    mask_head_num_conv: int | None = None
     mask_loss_weight: float = 1.0
     # Inference: score threshold, class-aware NMS, detections per image.
     test_score_threshold: float = 0.05
@@ -80,10 +82,12 @@ class RCNNSettings:
             value = getattr(self, name)
             require(value >= 1, name, value, "must be >= 1")
         for name in ("box_head_num_fc", "roi_sampling_ratio", "rpn_min_size", "rpn_smooth_l1_beta",
-                     "roi_smooth_l1_beta", "mask_head_num_conv", "mask_loss_weight"):  # fmt: skip
+                     "roi_smooth_l1_beta", "mask_loss_weight"):  # fmt: skip
             value = getattr(self, name)
             require(value >= 0, name, value, "must be >= 0")
         require(self.roi_canonical_size > 0, "roi_canonical_size", self.roi_canonical_size, "must be > 0")
+        if self.mask_head_num_conv is not None:
+            require(self.mask_head_num_conv >= 0, "mask_head_num_conv", self.mask_head_num_conv, "must be >= 0 or None")
         if self.rpn_conv_channels is not None:
             require(self.rpn_conv_channels >= 1, "rpn_conv_channels", self.rpn_conv_channels, "must be >= 1 or None")
         require(self.roi_pooler_type in POOLER_TYPES, "roi_pooler_type", self.roi_pooler_type, f"is not one of {POOLER_TYPES}")
@@ -96,7 +100,7 @@ class RCNNSettings:
 
     @property
     def mask_resolution(self) -> int:
-        """Side of the mask head's output and of the mask targets (the deconv doubles the pooled side)."""
+        """Side of the FPN mask head's output and of its mask targets (the deconv doubles the pooled side)."""
         return 2 * self.mask_pooler_resolution
 
     @property
