@@ -32,7 +32,16 @@ import jax
 import full_size
 
 # XLA's slow_operation_alarm, once an operation has run past 1 s: "The operation took 58.9s\nConstant folding ..."
-FOLDING_DONE = re.compile(r"The operation took ([0-9.]+)s\s*\nConstant folding")
+# (absl's duration format: "58.9s", "1m7.3s", "1h2m3s").
+FOLDING_DONE = re.compile(r"The operation took ((?:[0-9]+h)?(?:[0-9]+m)?[0-9.]+s)\s*\nConstant folding")
+DURATION_PART = re.compile(r"([0-9.]+)([hms])")
+
+
+def duration_seconds(text: str) -> float:
+    """'1m7.3s' -> 67.3."""
+    return sum(float(value) * {"h": 3600, "m": 60, "s": 1}[unit] for value, unit in DURATION_PART.findall(text))
+
+
 PEER_CONFIG = "configs/detection/faster_rcnn_R50_FPN.py"
 
 
@@ -69,7 +78,7 @@ def timed_compile(lower) -> dict:
         "compiled": compiled,
         "lower_seconds": lowered_at - start,
         "compile_seconds": done - lowered_at,
-        "folding_seconds": sum(float(seconds) for seconds in FOLDING_DONE.findall(log[0])),
+        "folding_seconds": sum(duration_seconds(text) for text in FOLDING_DONE.findall(log[0])),
     }
 
 
