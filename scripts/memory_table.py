@@ -85,12 +85,12 @@ def main():
 
     print(f"\nTrain-step memory (XLA {jax.devices()[0].platform} memory analysis), GiB; "
           f"per-device batch = train.batch_size // {args.devices}")  # fmt: skip
-    print(f"| {'config':<48} | batch | size | {'dtype':<8} | params (M) | arguments | (counted) | outputs | "
+    print(f"| {'config':<54} | batch | size | {'dtype':<8} | params (M) | arguments | (counted) | outputs | "
           "aliased | temporaries | total |")  # fmt: skip
-    print(f"|{'-' * 50}|-------|------|{'-' * 10}|------------|-----------|-----------|---------|---------|"
+    print(f"|{'-' * 56}|-------|------|{'-' * 10}|------------|-----------|-----------|---------|---------|"
           "-------------|-------|")  # fmt: skip
     for r in rows:
-        print(f"| {r['config']:<48} | {r['per_device_batch']:>5} | {r['image_size']:>4} | {r['dtype']:<8} | "
+        print(f"| {r['config']:<54} | {r['per_device_batch']:>5} | {r['image_size']:>4} | {r['dtype']:<8} | "
               f"{r['parameters'] / 1e6:>10.1f} | {r['argument_bytes'] / GIB:>9.2f} | "
               f"{r['counted_argument_bytes'] / GIB:>9.2f} | {r['output_bytes'] / GIB:>7.2f} | "
               f"{r['alias_bytes'] / GIB:>7.2f} | {r['temp_bytes'] / GIB:>11.2f} | {r['total_bytes'] / GIB:>5.2f} |")  # fmt: skip
