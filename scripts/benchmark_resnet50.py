@@ -153,9 +153,10 @@ def network_rows(batch: int, size: int, repeats: int) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- convolutions
-def resnet50_convolutions(size: int) -> list[dict]:
-    """ResNet-50 v1.5's convolutions as {'name', 'input' (H = W), 'cin', 'cout', 'kernel', 'stride',
-    'count', 'input_grad'}: one entry per distinct shape, counted as often as the network has it."""
+def resnet50_convolutions(size: int, width: int = 64) -> list[dict]:
+    """ResNet-50 v1.5's convolutions (stem `width`, stage widths width x 1, 2, 4, 8) as {'name', 'input'
+    (H = W), 'cin', 'cout', 'kernel', 'stride', 'count', 'input_grad'}: one entry per distinct shape,
+    counted as often as the network has it."""
     convs: dict[tuple, dict] = {}
 
     def add(name, side, cin, cout, kernel, stride, input_grad=True):
@@ -166,19 +167,19 @@ def resnet50_convolutions(size: int) -> list[dict]:
             convs[key] = {"name": name, "input": side, "cin": cin, "cout": cout, "kernel": kernel,
                           "stride": stride, "count": 1, "input_grad": input_grad}  # fmt: skip
 
-    add("stem 7x7/2", size, 3, 64, 7, 2, input_grad=False)
-    side, cin = size // 4, 64
-    for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512))):
+    add("stem 7x7/2", size, 3, width, 7, 2, input_grad=False)
+    side, cin = size // 4, width
+    for stage, (blocks, stage_width) in enumerate(zip((3, 4, 6, 3), (width, 2 * width, 4 * width, 8 * width))):
         stride = 1 if stage == 0 else 2
         for block in range(blocks):
             s = stride if block == 0 else 1
-            add(f"res{stage + 2} 1x1 reduce", side, cin, width, 1, 1)
-            add(f"res{stage + 2} 3x3" + ("/2" if s == 2 else ""), side, width, width, 3, s)
+            add(f"res{stage + 2} 1x1 reduce", side, cin, stage_width, 1, 1)
+            add(f"res{stage + 2} 3x3" + ("/2" if s == 2 else ""), side, stage_width, stage_width, 3, s)
             out_side = side // s
-            add(f"res{stage + 2} 1x1 expand", out_side, width, 4 * width, 1, 1)
+            add(f"res{stage + 2} 1x1 expand", out_side, stage_width, 4 * stage_width, 1, 1)
             if block == 0:
-                add(f"res{stage + 2} projection" + ("/2" if s == 2 else ""), side, cin, 4 * width, 1, s)
-            side, cin = out_side, 4 * width
+                add(f"res{stage + 2} projection" + ("/2" if s == 2 else ""), side, cin, 4 * stage_width, 1, s)
+            side, cin = out_side, 4 * stage_width
     return list(convs.values())
 
 

@@ -79,7 +79,8 @@ def synthetic_batch(train_step: "TrainStep", rng: np.random.Generator, num_objec
     """A random batch in the step's layout: images N(0, 1); `num_objects` (at most the slots) valid
     ground-truth boxes per image (1/16 to 1/2 of the side, inside the canvas) of random classes, with
     box-shaped masks; random labels and segmentation classes. Every other field (ids, counters) is zero."""
-    b, info, layout = train_step.per_device_batch, train_step.info, train_step.layout
+    info, layout = train_step.info, train_step.layout
+    b = train_step.batch["image"].shape[0]
     batch = {k: np.zeros((b, *shape), dtype) for k, (shape, dtype) in layout.items()}
     side = layout["image"][0][0]
     batch["image"] = rng.normal(size=batch["image"].shape).astype(layout["image"][1])
@@ -117,7 +118,7 @@ class TrainStep:
     tx: object
     step: object
     state: object  # a TrainState of ShapeDtypeStructs (or of arrays, from `concrete_state`)
-    batch: dict  # name -> ShapeDtypeStruct [per_device_batch, ...]
+    batch: dict  # name -> ShapeDtypeStruct [per_device_batch * devices, ...]
     layout: dict
     per_device_batch: int
 
@@ -130,8 +131,9 @@ class TrainStep:
 
 def build_train_step(path: str, per_device_batch: int | None = None, devices: int = DEFAULT_DEVICES,
                      overrides: dict | None = None) -> TrainStep:
-    """The config's train step at `per_device_batch` images (default: train.batch_size // devices, at
-    least 1) on this machine's single-device mesh. `overrides`: dotted config keys -> values."""
+    """The config's train step at `per_device_batch` images per device (default: train.batch_size //
+    devices, at least 1) on a mesh of this process' devices (the batch is per_device_batch x their
+    number; one on a CPU). `overrides`: dotted config keys -> values."""
     config = load_config_file(os.path.join(REPO, path))
     for key, value in (overrides or {}).items():
         target = config
@@ -145,14 +147,12 @@ def build_train_step(path: str, per_device_batch: int | None = None, devices: in
     task = get_task(config)
     model = task.build_model(info)
     mesh = parallel.make_mesh()
-    if mesh.size != 1:
-        raise ValueError(f"full_size builds one-device steps; this process sees {mesh.size} devices")
     tx, schedule = build_optimizer(config.optimizer, config.train.num_steps)
     state = jax.eval_shape(lambda: create_train_state(model, task.init_inputs(info), tx, seed=0))
     replicated, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
     state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), state)
     layout = {**layout, "example_valid": ((), np.dtype(np.bool_))}
-    batch = {k: jax.ShapeDtypeStruct((per_device_batch, *shape), dtype, sharding=sharded)
+    batch = {k: jax.ShapeDtypeStruct((per_device_batch * mesh.size, *shape), dtype, sharding=sharded)
              for k, (shape, dtype) in layout.items()}  # fmt: skip
     step = make_train_step(task, model, tx, mesh, schedule)
     return TrainStep(path, config, info, task, model, tx, step, state, batch, layout, per_device_batch)
