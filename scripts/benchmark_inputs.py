@@ -1,7 +1,7 @@
 """Input throughput: each task's tf.data pipeline alone against the train step it feeds, in images/s.
 
     python scripts/benchmark_inputs.py [--batches 10] [--steps 3] [--shapes_examples 512]
-        [--coco_examples 64] [--no_shapes] [--no_coco] [--json PATH]
+        [--coco_examples 64] [--no_shapes] [--no_coco] [--only SUBSTRING] [--json PATH]
 
 Shapes rows (one per task): the real config (fashion_mnist_resnet18 for classification, the local
 Fashion-MNIST copy; shapes_* for the others, on a freshly generated shapes dataset of
@@ -146,7 +146,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=10, help="timed batches of each pipeline")
     parser.add_argument("--steps", type=int, default=3, help="timed train steps (median)")
-    parser.add_argument("--shapes_examples", type=int, default=512, help="generated shapes training images")
+    parser.add_argument("--shapes_examples", type=int, default=2048, help="generated shapes training images (an "
+                        "epoch must outlast the timed batches: the loop rebuilds, and retraces, a pipeline per epoch "
+                        "of a small dataset)")  # fmt: skip
+    parser.add_argument("--only", default="", help="only the rows whose config path contains this")
     parser.add_argument("--coco_examples", type=int, default=64, help="mock COCO examples (16 distinct images)")
     parser.add_argument("--no_shapes", action="store_true")
     parser.add_argument("--no_coco", action="store_true")
@@ -160,7 +163,7 @@ def main():
                   "step img/s | pipeline / step | load |")  # fmt: skip
             print("|----------------|---------------------------------------------------|-------|----------------|"
                   "------------|-----------------|------|")  # fmt: skip
-            for task, path in SHAPES_CASES:
+            for task, path in [case for case in SHAPES_CASES if args.only in case[1]]:
                 r = shapes_row(task, path, args, scratch)
                 result["shapes"].append(r)
                 print(f"| {task:<14} | {path:<49} | {r['batch']:>5} | {r['pipeline_images_per_s']:>14.1f} | "
@@ -171,7 +174,7 @@ def main():
               "pipeline), pipeline alone")  # fmt: skip
         print("| config                                      | canvas | batch | pipeline img/s | img/s per core | load |")
         print("|---------------------------------------------|--------|-------|----------------|----------------|------|")
-        for path in COCO_CASES:
+        for path in [path for path in COCO_CASES if args.only in path]:
             r = coco_row(path, args)
             result["coco_size"].append(r)
             print(f"| {path:<43} | {r['image_size']:>6} | {r['batch']:>5} | {r['pipeline_images_per_s']:>14.1f} | "
