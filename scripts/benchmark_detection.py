@@ -118,8 +118,10 @@ def train_row(model, task, variables, batch: int, size: int, steps: int, rng) ->
     tx = optax.sgd(0.01, momentum=0.9)
     params, model_state = variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
+    # `data` is an argument, not a closed-over constant: as a constant, XLA folds the RPN's IoU
+    # reduction over every anchor x box at compile time (seconds; scripts/benchmark_compile.py).
     @jax.jit
-    def train_step(params, opt_state, model_state, key):
+    def train_step(params, opt_state, model_state, key, data):
         def loss_fn(p):
             return task.loss(model, {"params": p, **model_state}, data, key, True)
 
@@ -128,12 +130,12 @@ def train_row(model, task, variables, batch: int, size: int, steps: int, rng) ->
         return optax.apply_updates(params, updates), opt_state, new_state, loss
 
     start = time.perf_counter()
-    state = jax.block_until_ready(train_step(params, tx.init(params), model_state, jax.random.PRNGKey(0)))
+    state = jax.block_until_ready(train_step(params, tx.init(params), model_state, jax.random.PRNGKey(0), data))
     compile_seconds = time.perf_counter() - start
     times = []
     for step in range(steps):
         start = time.perf_counter()
-        state = jax.block_until_ready(train_step(*state[:3], jax.random.PRNGKey(step + 1)))
+        state = jax.block_until_ready(train_step(*state[:3], jax.random.PRNGKey(step + 1), data))
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     row = ("train step (fwd + losses + bwd + SGD)", batch, seconds * 1e3, "", "", f"{batch / seconds:.2f} img/s")

@@ -1,4 +1,4 @@
-"""Max pooling with argmax against TensorFlow, and unpooling against NumPy."""
+"""Max pooling with argmax against TensorFlow, plain max pooling against Flax, and unpooling against NumPy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vision_jax.ops.pooling import bed_of_nails_unpool, max_pool_with_argmax, max_unpool, nearest_unpool
+from vision_jax.ops.pooling import bed_of_nails_unpool, max_pool, max_pool_with_argmax, max_unpool, nearest_unpool
 
 jit_pool = jax.jit(max_pool_with_argmax, static_argnums=(1, 2, 3))
 jit_unpool = jax.jit(max_unpool, static_argnums=(2,))
@@ -128,3 +128,22 @@ def test_pooling_rejects_bad_arguments():
         nearest_unpool(x[0], 2)
     with pytest.raises(ValueError, match="VALID"):
         max_pool_with_argmax(x, 5, 1)
+
+
+@pytest.mark.parametrize(
+    "window,strides,padding,side",
+    [(3, 2, ((1, 1), (1, 1)), 12), (3, 2, ((1, 1), (1, 1)), 11), (2, 2, ((0, 0), (0, 0)), 8), ((3, 2), (1, 2), ((0, 1), (1, 0)), 7)],
+)
+def test_max_pool_equals_flax_max_pool_values_and_gradient_with_ties(window, strides, padding, side, rng):
+    """The reference is flax.linen.max_pool (lax.reduce_window; gradient by XLA's select-and-scatter): equal
+    values and gradients, bit for bit, on inputs with many ties (small integers, and ReLU's zeros)."""
+    import flax.linen as nn  # the reference only: ops import no Flax
+
+    x = jnp.asarray(np.maximum(rng.integers(-3, 4, (2, side, side, 3)), 0), jnp.float32)
+    pair = lambda v: (v, v) if isinstance(v, int) else v
+    reference = lambda x: nn.max_pool(x, pair(window), pair(strides), padding)
+    ours = lambda x: max_pool(x, window, strides, padding)
+    np.testing.assert_array_equal(ours(x), reference(x))
+    weights = jnp.asarray(rng.normal(size=reference(x).shape), jnp.float32)
+    grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * weights))(x)
+    np.testing.assert_array_equal(grad(ours), grad(reference))

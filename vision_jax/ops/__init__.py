@@ -62,7 +62,7 @@ from vision_jax.ops.masks import mask_targets, mask_targets_from_box_masks, past
 from vision_jax.ops.matching import match_boxes, match_iou, sample_balanced, sample_balanced_masks
 from vision_jax.ops.nms import batched_nms, nms
 from vision_jax.ops.postprocess import foreground_scores, multiclass_detections
-from vision_jax.ops.pooling import bed_of_nails_unpool, max_pool_with_argmax, max_unpool, nearest_unpool
+from vision_jax.ops.pooling import bed_of_nails_unpool, max_pool, max_pool_with_argmax, max_unpool, nearest_unpool
 from vision_jax.ops.roi import assign_fpn_levels, multilevel_roi_align, roi_align, roi_pool
 from vision_jax.ops.ssd_targets import hard_negative_mask, ssd_detect, ssd_loss, ssd_match, ssd_targets
 from vision_jax.ops.yolo_targets import (
@@ -101,6 +101,7 @@ __all__ = [
     "mask_targets_from_box_masks",
     "match_boxes",
     "match_iou",
+    "max_pool",
     "max_pool_with_argmax",
     "max_unpool",
     "multilevel_anchors",

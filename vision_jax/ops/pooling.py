@@ -2,7 +2,8 @@
 
 SegNet's decoder upsamples with the encoder's max-pool positions (`max_pool_with_argmax` then
 `max_unpool`); simpler decoders repeat values (`nearest_unpool`) or put each value at the
-top-left of its block (`bed_of_nails_unpool`). All arrays are NHWC.
+top-left of its block (`bed_of_nails_unpool`). `max_pool` is plain max pooling with a gradient that
+XLA's CPU backend runs fast. All arrays are NHWC.
 """
 
 from __future__ import annotations
@@ -93,6 +94,43 @@ def max_pool_with_argmax(
                 best_val = jnp.where(take, val, best_val)
                 best_idx = jnp.where(take, idx, best_idx)
     return best_val, best_idx
+
+
+def max_pool(
+    x: jax.Array,
+    window: int | tuple[int, int],
+    strides: int | tuple[int, int],
+    padding: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0)),
+) -> jax.Array:
+    """flax.linen.max_pool(x, window, strides, padding) as the maximum of the window's strided slices.
+
+    Same values, and the same gradient: all of it to the first maximum in row-major window order,
+    as XLA's select-and-scatter gives it. Why: XLA's CPU backend runs select-and-scatter (the
+    gradient of `lax.reduce_window` max) about 25x slower than these element-wise selects (ResNet's
+    3x3/2 stem pool at 112², batch 8: 377 ms against TensorFlow's 15 ms; README "Speed and memory").
+
+    Static under jit: `window`, `strides`, `padding`.
+
+    Args:
+      x: float [B, H, W, C].
+      window, strides: int or (height, width).
+      padding: ((top, bottom), (left, right)) pixels of -inf (padding never wins).
+    Returns:
+      [B, (H + top + bottom - wh) // sh + 1, (W + left + right - ww) // sw + 1, C], dtype of x.
+    """
+    _check_nhwc(x, "x")
+    (wh, ww), (sh, sw) = _pair(window, "window"), _pair(strides, "strides")
+    (top, bottom), (left, right) = padding
+    padded = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=-jnp.inf)
+    out_h, out_w = (padded.shape[1] - wh) // sh + 1, (padded.shape[2] - ww) // sw + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"max_pool: window {(wh, ww)} is larger than the padded input {padded.shape[1:3]}")
+    best = None
+    for dy in range(wh):  # row-major over the window; strict > keeps the first of equal maxima
+        for dx in range(ww):
+            value = padded[:, dy : dy + (out_h - 1) * sh + 1 : sh, dx : dx + (out_w - 1) * sw + 1 : sw]
+            best = value if best is None else jnp.where(value > best, value, best)
+    return best
 
 
 def max_unpool(

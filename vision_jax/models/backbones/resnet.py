@@ -25,6 +25,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vision_jax.models.backbones.pointwise import PointwiseConv
+from vision_jax.ops.pooling import max_pool
+
 # torchvision: kaiming_normal_(mode='fan_out', nonlinearity='relu') = N(0, 2 / (kh*kw*out)),
 # untruncated. Flax's default (lecun_normal, fan_in) gives a different scale.
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -102,11 +105,15 @@ class BasicBlock(nn.Module):
         y = nn.relu(self.norm(name="bn1")(y))
         y = conv(self.features, (3, 3), 1, padding=_same_padding(3), name="conv2")(y)
         y = self.norm(name="bn2", scale_init=last_scale_init)(y)
-        return nn.relu(y + _shortcut(x, self.features, self.strides, conv, self.norm))
+        pointwise = functools.partial(PointwiseConv, dtype=self.dtype, kernel_init=conv_kernel_init)
+        return nn.relu(y + _shortcut(x, self.features, self.strides, pointwise, self.norm))
 
 
 class BottleneckBlock(nn.Module):
     """1x1 reduce, 3x3 (carries the stride: v1.5), 1x1 expand to 4*features, + shortcut.
+
+    The 1x1 convolutions are PointwiseConv (matrix products; same variables as nn.Conv): XLA's CPU
+    backend runs their gradients 2-5x faster than as convolutions.
 
     [B,H,W,Cin] -> [B,H/s,W/s,4*features].
     """
@@ -124,19 +131,20 @@ class BottleneckBlock(nn.Module):
         conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=conv_kernel_init)
         out_features = self.features * self.expansion
         last_scale_init = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
-        y = conv(self.features, (1, 1), 1, padding="VALID", name="conv1")(x)
+        pointwise = functools.partial(PointwiseConv, dtype=self.dtype, kernel_init=conv_kernel_init)
+        y = pointwise(self.features, name="conv1")(x)
         y = nn.relu(self.norm(name="bn1")(y))
         y = conv(self.features, (3, 3), self.strides, padding=_same_padding(3), name="conv2")(y)
         y = nn.relu(self.norm(name="bn2")(y))
-        y = conv(out_features, (1, 1), 1, padding="VALID", name="conv3")(y)
+        y = pointwise(out_features, name="conv3")(y)
         y = self.norm(name="bn3", scale_init=last_scale_init)(y)
-        return nn.relu(y + _shortcut(x, out_features, self.strides, conv, self.norm))
+        return nn.relu(y + _shortcut(x, out_features, self.strides, pointwise, self.norm))
 
 
 def _shortcut(
-    x: jax.Array, out_features: int, strides: int, conv: Callable[..., nn.Module], norm: Callable[..., nn.Module]
+    x: jax.Array, out_features: int, strides: int, pointwise: Callable[..., nn.Module], norm: Callable[..., nn.Module]
 ) -> jax.Array:
-    """Identity, or 1x1/stride conv + norm when the block changes stride or channels.
+    """Identity, or 1x1/stride conv (a PointwiseConv factory) + norm when the block changes stride or channels.
 
     Decided on stride and channels (torchvision's rule), not on the output shape: a stride-2
     block on a 1x1 map keeps the shape but still has (and needs, for checkpoints) a projection.
@@ -144,7 +152,7 @@ def _shortcut(
     """
     if strides == 1 and x.shape[-1] == out_features:
         return x
-    x = conv(out_features, (1, 1), strides, padding="VALID", name="downsample_conv")(x)
+    x = pointwise(out_features, strides, name="downsample_conv")(x)
     return norm(name="downsample_bn")(x)
 
 
@@ -240,8 +248,9 @@ class ResNet(nn.Module):
         )
         if self.stem == "imagenet":
             x = nn.relu(norm(name="bn1")(conv((7, 7), 2, padding=_same_padding(7))(x)))
-            # Padding with -inf (flax max_pool's init) so the border never wins against real values.
-            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=_same_padding(3))
+            # Padding with -inf so the border never wins against real values; ops.max_pool equals
+            # nn.max_pool, values and gradient, with a backward XLA's CPU backend runs 25x faster.
+            x = max_pool(x, (3, 3), 2, padding=_same_padding(3))
         else:
             x = nn.relu(norm(name="bn1")(conv((3, 3), 1, padding=_same_padding(3))(x)))
         if self.frozen_stages >= 1:
