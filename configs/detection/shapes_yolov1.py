@@ -39,11 +39,11 @@ def get_config():
     c.model.width = 16
     y = c.model.yolo
     y.grid_size = 8
-    # C4 (8x8 at 128²): the head's stride-2 conv leaves 4x4 cells for the FC layer; on C5 it left 2x2,
-    # too coarse to say which of the 8x8 cells holds an object (AP50 0.01 after 2000 steps).
+    # A 1x1 conv shared by the cells instead of the paper's FC layers (docstring): on C4 (8x8 at 128²,
+    # the grid itself) the head's four convs keep stride 1.
+    y.output_layer = "convolutional"
     y.feature = "C4"
     y.head_channels = 128
-    y.fc_dim = 512
 
     c.optimizer.name = "adamw"
     c.optimizer.learning_rate = 2e-3
@@ -51,10 +51,10 @@ def get_config():
     c.optimizer.warmup_steps = 200
     c.optimizer.grad_clip_norm = 10.0
 
-    c.train.num_steps = 1500
+    c.train.num_steps = 4000
     c.train.batch_size = 8
     c.train.eval_batch_size = 50
     c.train.log_every = 50
-    c.train.eval_every = 500
-    c.train.checkpoint_every = 500
+    c.train.eval_every = 1000
+    c.train.checkpoint_every = 1000
     return c

@@ -65,6 +65,7 @@ class YOLOv1(Detector):
             channels=s.head_channels,
             fc_dim=s.fc_dim,
             dropout=s.dropout,
+            output_layer=s.output_layer,
             dtype=self.dtype,
             bn_axis_name=self.bn_axis_name,
         )
