@@ -83,7 +83,8 @@ class YOLOv1Head(nn.Module):
         x = x.reshape(x.shape[0], -1)
         x = nn.leaky_relu(nn.Dense(self.fc_dim, dtype=self.dtype, name="fc1")(x), LEAKY_SLOPE)
         x = nn.Dropout(self.dropout, rng_collection="sampling", deterministic=not train)(x)
-        x = nn.Dense(self.grid_size * self.grid_size * per_cell, dtype=self.dtype, kernel_init=nn.initializers.normal(0.01), name="fc2")(x)
+        outputs = self.grid_size * self.grid_size * per_cell
+        x = nn.Dense(outputs, dtype=self.dtype, kernel_init=nn.initializers.normal(0.01), name="fc2")(x)
         return x.reshape(x.shape[0], self.grid_size, self.grid_size, -1)
 
 
