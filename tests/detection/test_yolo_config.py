@@ -50,6 +50,7 @@ def test_v3_priors_must_be_positive_pairs():
         ("grid_size", 0, r"grid_size=0 must be >= 1"),
         ("boxes_per_cell", 0, r"boxes_per_cell=0 must be >= 1"),
         ("dropout", 1.0, r"dropout=1.0 must be in \[0, 1\)"),
+        ("output_layer", "dense", r"output_layer='dense' must be one of \('fully_connected', 'convolutional'\)"),
         ("max_detections", 0, r"max_detections=0 must be >= 1"),
     ],
 )

@@ -1,8 +1,9 @@
 """YOLO v3 trained by the one train loop on a few generated scenes overfits them to COCO AP50 >= 0.95
 measured by pycocotools (issue 6, acceptance b).
 
-YOLO v1 has no such test: its fully connected head learns the scenes slowly (AP50 0.52 after the
-same 180 steps here); its targets, loss and decoding are checked against NumPy instead."""
+YOLO v1 has no such test: its paper's fully connected head learns the scenes slowly (AP50 0.52 after
+the same 180 steps here); its targets, loss and decoding are checked against NumPy instead, and its
+classes' generalisation across cells (issue 13) in test_yolo_v1_cells.py."""
 
 import pytest
 

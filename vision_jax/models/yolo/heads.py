@@ -23,6 +23,20 @@ from vision_jax.models.backbones.darknet import LEAKY_SLOPE, ConvBNLeaky
 OBJECTNESS_PRIOR = 0.01
 
 
+YOLOV1_OUTPUT_LAYERS = ("fully_connected", "convolutional")
+
+
+def _grid_stride(feature_shape: Sequence[int], grid_size: int) -> int:
+    """Stride of the second conv that brings an [h, w] feature map to the S x S grid (1 or 2)."""
+    for stride in (1, 2):
+        if tuple(feature_shape) == (grid_size * stride, grid_size * stride):
+            return stride
+    raise ValueError(
+        f"the convolutional YOLOv1 output needs a feature map of S x S or 2S x 2S cells (S = grid_size = "
+        f"{grid_size}), got {tuple(feature_shape)}: change config.model.yolo.feature or grid_size"
+    )
+
+
 class YOLOv1Head(nn.Module):
     """Redmon et al. 2016's head: four 3x3 convs (the second with stride 2), flatten, a hidden
     fully connected layer with dropout, and a linear layer to S x S x (5 B + C).
@@ -30,8 +44,13 @@ class YOLOv1Head(nn.Module):
     The paper's convs have no normalisation; BatchNorm here (YOLOv2's change) lets the head train
     from scratch with Adam. Dropout draws from the 'sampling' RNG stream (the detection task's).
 
-    Widths and dropout come from YOLOv1Settings (head_channels, fc_dim, dropout), where their
-    defaults live; bn_axis_name is the BatchNorms' cross-replica axis (None: per device).
+    output_layer 'convolutional' replaces flatten + FC + dropout + FC by a 1x1 conv on the S x S map
+    (YOLOv2's change, without its anchors): every cell then reads the same weights, instead of
+    each cell of the FC layer learning its classes from the few objects that fall in it. The
+    second conv's stride is 1 or 2, whichever brings the feature map to S x S.
+
+    Widths and dropout come from YOLOv1Settings (head_channels, fc_dim, dropout, output_layer),
+    where their defaults live; bn_axis_name is the BatchNorms' cross-replica axis (None: per device).
 
     __call__(features [B, h, w, c], train) -> [B, S, S, 5 B + C] raw outputs, per cell
     (B x (x, y, sqrt_w, sqrt_h) logits, B confidence logits, C class logits).
@@ -43,18 +62,28 @@ class YOLOv1Head(nn.Module):
     channels: int
     fc_dim: int
     dropout: float
+    output_layer: str = "fully_connected"
     dtype: Any = None
     bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if self.output_layer not in YOLOV1_OUTPUT_LAYERS:
+            raise ValueError(f"YOLOv1Head output_layer={self.output_layer!r} is not one of {YOLOV1_OUTPUT_LAYERS}")
+        convolutional = self.output_layer == "convolutional"
+        per_cell = 5 * self.boxes_per_cell + self.num_classes
         conv = functools.partial(ConvBNLeaky, dtype=self.dtype, bn_axis_name=self.bn_axis_name)
-        for index, stride in enumerate((1, 2, 1, 1)):
+        second_stride = _grid_stride(x.shape[1:3], self.grid_size) if convolutional else 2
+        for index, stride in enumerate((1, second_stride, 1, 1)):
             x = conv(self.channels, 3, strides=stride, name=f"conv{index + 1}")(x, train)
+        if convolutional:
+            return nn.Conv(
+                per_cell, (1, 1), dtype=self.dtype, kernel_init=nn.initializers.normal(0.01), name="output"
+            )(x)
         x = x.reshape(x.shape[0], -1)
         x = nn.leaky_relu(nn.Dense(self.fc_dim, dtype=self.dtype, name="fc1")(x), LEAKY_SLOPE)
         x = nn.Dropout(self.dropout, rng_collection="sampling", deterministic=not train)(x)
-        outputs = self.grid_size * self.grid_size * (5 * self.boxes_per_cell + self.num_classes)
+        outputs = self.grid_size * self.grid_size * per_cell
         x = nn.Dense(outputs, dtype=self.dtype, kernel_init=nn.initializers.normal(0.01), name="fc2")(x)
         return x.reshape(x.shape[0], self.grid_size, self.grid_size, -1)
 

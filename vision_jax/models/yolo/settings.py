@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from vision_jax.models.settings import require
+from vision_jax.models.yolo.heads import YOLOV1_OUTPUT_LAYERS
 from vision_jax.ops.anchors import YOLOV3_COCO_ANCHORS, YOLOV3_MASKS
 
 
@@ -47,12 +48,17 @@ class YOLOv1Settings(YOLODecodingSettings):
     lambda_noobj: float = 0.5
     rescore: bool = True  # confidence target = IoU with the object (else 1)
     linear_outputs: bool = False  # the paper's linear output layer instead of sigmoid / softmax
+    # 'fully_connected': the paper's flatten + FC (fc_dim, dropout) + FC; 'convolutional': a 1x1 conv
+    # shared by every cell on the S x S map (heads.YOLOv1Head; fc_dim and dropout unused).
+    output_layer: str = "fully_connected"
 
     def check(self) -> None:
         super().check()
         require(self.grid_size >= 1, "grid_size", self.grid_size, "must be >= 1")
         require(self.boxes_per_cell >= 1, "boxes_per_cell", self.boxes_per_cell, "must be >= 1")
         require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
+        require(self.output_layer in YOLOV1_OUTPUT_LAYERS, "output_layer", self.output_layer,
+                f"must be one of {YOLOV1_OUTPUT_LAYERS}")  # fmt: skip
         for name in ("head_channels", "fc_dim"):
             require(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
         for name in ("lambda_coord", "lambda_noobj"):

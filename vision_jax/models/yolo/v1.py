@@ -2,7 +2,8 @@
 probabilities per cell, trained with the sum-squared loss of `vision_jax.ops.yolo_targets`.
 
     images [B, H, W, 3] -> backbone (any of vision_jax.models.backbones) -> its `feature` map
-    (default 'C5', stride 32) -> YOLOv1Head (4 convs, one with stride 2, FC, dropout, FC)
+    (default 'C5', stride 32) -> YOLOv1Head (4 convs, one with stride 2, FC, dropout, FC; or,
+    with output_layer='convolutional', 4 convs to the S x S map and a 1x1 conv shared by the cells)
     -> per cell: B x (x, y, sqrt_w, sqrt_h, confidence) and C class probabilities.
 
 The paper's 24-conv backbone pretrained on ImageNet at 224² is replaced by a configurable one (a
@@ -12,6 +13,11 @@ ResNet in the configs); its head (the last four convs and two FC layers) is kept
 confidence go through a sigmoid and the class scores through a softmax, so every value lives in
 the range the loss compares it with (P(class | object) sums to 1 as the paper defines it). Linear
 outputs are clipped to [0, 1] for decoding only (the loss sees them as they are).
+
+The paper's FC output gives each cell its own class weights, learned only from the objects whose
+centres fall in that cell; trained from scratch on the shapes scenes they never left the uniform
+value (issue 13: class accuracy at chance on held-out scenes, AP50 0.008), so
+configs/detection/shapes_yolov1.py uses the convolutional output, whose weights every cell shares.
 
 The detector contract (inputs, outputs, targets) is vision_jax/models/detector.py. Here:
 losses {coord, object, no_object, class}, every term summed over an image and averaged over the
@@ -65,6 +71,7 @@ class YOLOv1(Detector):
             channels=s.head_channels,
             fc_dim=s.fc_dim,
             dropout=s.dropout,
+            output_layer=s.output_layer,
             dtype=self.dtype,
             bn_axis_name=self.bn_axis_name,
         )
