@@ -28,7 +28,7 @@ import vision_jax.ops as vops
 from vision_jax import viz
 from vision_jax.data.detection_inputs import add_detection_data_defaults, make_detection_preprocess
 from vision_jax.evaluation.coco import make_coco_evaluator
-from vision_jax.models.detector import targets_from_batch
+from vision_jax.models.detector import proposals_from_batch, targets_from_batch
 from vision_jax.models.table import build_model, model_spec
 from vision_jax.tasks.classification import require
 
@@ -100,9 +100,11 @@ class DetectionTask:
     def predict(self, model, variables, batch):
         """Detections in network-input pixels: boxes [B, K, 4], scores, classes, valid [B, K] (and, from
         an instance-segmentation detector, masks pasted onto the canvas: `masks_on_canvas`); the
-        evaluator maps them back to original pixels with the batch's image_info."""
+        evaluator maps them back to original pixels with the batch's image_info. The batch's given
+        proposals (data.proposals) are passed as `targets`; only a detector that takes them reads them."""
         side = self.config.data.image_size
-        out = model.apply(variables, batch["image"], image_sizes(batch["image_info"], side), train=False)
+        sizes = image_sizes(batch["image_info"], side)
+        out = model.apply(variables, batch["image"], sizes, proposals_from_batch(batch), train=False)
         if "masks" in out:
             mask_side = self.config.data.mask_size or side
             out = {**out, "masks": masks_on_canvas(out["masks"], out["boxes"], side, mask_side)}
