@@ -17,12 +17,15 @@ flags.mark_flag_as_required("workdir")
 
 
 def main(argv):
+    from vision_jax.models.table import staged_trainer
     from vision_jax.train.loop import train_and_evaluate
 
     logging.set_verbosity(logging.WARNING)  # orbax and tfds log every step at INFO
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    results = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    # A model with stages of its own (R-CNN) names its trainer in the model table; the others use the loop.
+    train = staged_trainer(flags.FLAGS.config) or train_and_evaluate
+    results = train(flags.FLAGS.config, flags.FLAGS.workdir)
     if results:  # empty: stopped by a signal before the last step, as the loop has said
         print("final eval: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
 

@@ -57,6 +57,8 @@ def test_config_builds_and_traces_a_train_step(path, tmp_path):
         pytest.skip("dataset-fashion-mnist is not installed")
     elif config.data.name in ("image_folder", "mask_folder", "coco_json"):
         pytest.skip(f"{config.data.name} needs a user folder; covered by its own test")
+    if config.data.get("proposals"):  # proposals computed for this test stay out of the user's cache
+        config.data.proposals_cache_dir = str(tmp_path / "proposals")
     mock = tfds.testing.mock_data(num_examples=2) if config.data.name not in LOCAL_DATA else contextlib.nullcontext()
     with mock:
         ds, info = datasets.load(config.data, config.data.train_split)
@@ -64,7 +66,13 @@ def test_config_builds_and_traces_a_train_step(path, tmp_path):
         preprocess = task.preprocess(info, True)
         spec = ds.map(lambda ex: preprocess(ex, tf.constant([0, 0], tf.int64))).element_spec
     model = task.build_model(info)
-    variables = jax.eval_shape(lambda: model.init(jax.random.key(0, impl="rbg"), **task.init_inputs(info), train=False))
+    init_inputs = task.init_inputs(info)
+    if MODELS[config.model.name].trainer:  # a staged model (R-CNN): its CNN's fine-tuning step on the batch
+        from vision_jax.models.rcnn.rcnn_finetune import FinetuneTask
+
+        init_inputs = {"crops": np.zeros((1, model.settings.crop_size, model.settings.crop_size, 3), np.float32)}
+        task = FinetuneTask(model.settings, info.num_classes, config.data.image_size)
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0, impl="rbg"), **init_inputs, train=False))
     per_device = config.train.batch_size // jax.device_count()
     batch = {k: jax.ShapeDtypeStruct((per_device, *s.shape), s.dtype.as_numpy_dtype) for k, s in spec.items()}
     batch["example_valid"] = jax.ShapeDtypeStruct((per_device,), np.bool_)

@@ -50,6 +50,7 @@ TINY_GROUP = {
         "aspect_ratios": ((2,), (2,), (2,), (2,)), "scales": (0.1, 0.3, 0.5, 0.7, 0.9), "steps": (), "l2norm": False,
     },
     "yolo_v1": {"grid_size": 4, "feature": "C4", "head_channels": 16, "fc_dim": 32},
+    "rcnn": {"head": "gap", "num_fc": 1, "fc_dim": 16},  # the CNN on warped regions: (images, train) like a classifier
     "yolo_v3": {
         "neck_channels": 16,
         "priors": ((6, 6), (8, 8), (10, 10), (14, 14), (18, 18), (22, 22), (28, 28), (36, 36), (48, 48)),
@@ -73,7 +74,7 @@ def replica_batch_stats(name: str, model, rng: np.random.Generator) -> dict:
     """batch_stats after one training apply per replica, each leaf [REPLICAS, ...]."""
     replicas = jnp.asarray(rng.normal(size=(REPLICAS, BATCH, SIZE, SIZE, 3)), jnp.float32)  # different images
     key = jax.random.key(0, impl="rbg")
-    if MODELS[name].task == "detection":
+    if MODELS[name].task == "detection" and MODELS[name].trainer is None:  # a staged model's CNN: (images, train)
         sizes = jnp.full((BATCH, 2), SIZE, jnp.float32)
         corner = rng.uniform(0, SIZE / 2, (BATCH, MAX_OBJECTS, 2))
         boxes = np.concatenate([corner, corner + rng.uniform(8, SIZE / 2, corner.shape)], -1)  # x1, y1, x2, y2
@@ -90,7 +91,7 @@ def replica_batch_stats(name: str, model, rng: np.random.Generator) -> dict:
             return model.apply(
                 variables, images, sizes, targets, train=True, rngs={"sampling": key}, mutable=["batch_stats"]
             )[1]
-    else:  # classifier, localizer, segmentation, autoencoder: (images, train)
+    else:  # classifier, localizer, segmentation, autoencoder, R-CNN's CNN: (images, train)
         variables = model.init(key, replicas[0], train=False)
 
         def train_apply(images):

@@ -45,6 +45,15 @@ S), `data.scale_jitter` (() = none; training short sides: a tuple of sides drawn
 `data.scale_jitter_mode` ('choice'), `data.random_flip` (True), `data.max_instances` (100),
 `data.with_masks` (False), `data.mask_crop_size` (112), `data.mask_size` (0) (instance_masks.py),
 `data.ssd_augment` (False; not with masks).
+
+Proposals from outside the network (Fast R-CNN, R-CNN), with `data.proposals` set ('selective_search'
+or a file; keys and the cache: vision_jax/data/proposals.py): the proposals of the example's image
+(original pixels, looked up by `image_id` in the split's `ProposalTable`, at most P =
+`data.max_proposals` of them) get steps 1-3 exactly as the ground-truth boxes: scaled by the resize,
+flipped with the same draw, clipped; those left without area are dropped (not counted). Output:
+`proposals` float32 [P, 4] (x1, y1, x2, y2) network-input pixels, `proposal_valid` bool [P] (padding
+rows: False, box 0), `proposal_scores` float32 [P] (the file's scores, 0 without; padding 0), in the
+table's order. Not with `data.ssd_augment` (its crops would need the proposals too).
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ import ml_collections
 import tensorflow as tf
 
 from vision_jax.data import instance_masks, ssd_augment, transforms
+from vision_jax.data import proposals as proposal_data
 from vision_jax.data.dataset_info import DatasetInfo
 
 SCALE_JITTER_MODES = ("choice", "range")
@@ -74,6 +84,7 @@ def add_detection_data_defaults(c: ml_collections.ConfigDict) -> None:
     c.data.max_instances = 100  # ground-truth rows per image (padding has valid=False)
     instance_masks.add_instance_mask_defaults(c)  # with_masks, mask_crop_size, mask_size
     c.data.ssd_augment = False  # training: SSD's photometric distortion, expand, min-IoU crop
+    proposal_data.add_proposal_defaults(c)  # data.proposals = '' (none), max_proposals, ... (proposals.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +103,8 @@ class DetectionInputSettings:
     mask_crop_size: int
     mask_size: int
     ssd_augment: bool
+    proposals: str = ""
+    max_proposals: int = 2000
 
     @classmethod
     def from_config(cls, data: ml_collections.ConfigDict) -> "DetectionInputSettings":
@@ -104,9 +117,9 @@ class DetectionInputSettings:
             scale_jitter_mode=str(data.scale_jitter_mode), random_flip=bool(data.random_flip),
             max_instances=int(data.max_instances), with_masks=bool(data.with_masks),
             mask_crop_size=int(data.mask_crop_size), mask_size=int(data.mask_size),
-            ssd_augment=bool(data.ssd_augment),
+            ssd_augment=bool(data.ssd_augment), proposals=str(data.proposals), max_proposals=int(data.max_proposals),
         )
-        for key in ("image_size", "min_size", "max_size", "max_instances", "mask_crop_size"):
+        for key in ("image_size", "min_size", "max_size", "max_instances", "mask_crop_size", "max_proposals"):
             if getattr(s, key) < 1:
                 raise ValueError(f"config.data.{key}={getattr(s, key)} must be >= 1")
         if not s.fixed_size and s.max_size > s.image_size:
@@ -114,6 +127,8 @@ class DetectionInputSettings:
                              f"raise image_size or lower max_size")
         if s.ssd_augment and s.with_masks:
             raise ValueError("config.data.ssd_augment does not transform masks; it needs config.data.with_masks=False")
+        if s.proposals and s.ssd_augment:
+            raise ValueError("config.data.ssd_augment does not transform proposals; it needs config.data.proposals=''")
         if s.mask_size < 0:
             raise ValueError(f"config.data.mask_size={s.mask_size} must be >= 0 (0 = canvas size)")
         if s.scale_jitter_mode not in SCALE_JITTER_MODES:
@@ -156,18 +171,50 @@ def _pad_rows(values: tf.Tensor, max_instances: int, pad_value) -> tf.Tensor:
     return padded
 
 
+def _proposal_fields(table: proposal_data.ProposalTable, image_id: tf.Tensor, scale: tf.Tensor, image: tf.Tensor,
+                     flip_seed: tf.Tensor | None, limits: tf.Tensor, max_proposals: int) -> dict[str, tf.Tensor]:
+    """The image's proposals through resize (scale (y, x)), flip (the GT boxes' draw: the same seed into
+    the same function; `image` is the resized image, only its width is used) and clip -> the proposal
+    fields of the module docstring."""
+    boxes, scores = table.tf_lookup(image_id)
+    boxes = boxes[:max_proposals] * tf.stack([scale[1], scale[0], scale[1], scale[0]])
+    scores = scores[:max_proposals]
+    if flip_seed is not None:
+        _, boxes, _ = transforms.random_horizontal_flip(image, boxes, None, flip_seed)
+    boxes = tf.clip_by_value(boxes, 0.0, limits)
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes, scores = tf.boolean_mask(boxes, keep), tf.boolean_mask(scores, keep)
+    return {
+        "proposals": _pad_rows(boxes, max_proposals, 0.0),
+        "proposal_valid": tf.range(max_proposals) < tf.shape(boxes)[0],
+        "proposal_scores": _pad_rows(scores, max_proposals, 0.0),
+    }
+
+
 def make_detection_preprocess(
-    config: ml_collections.ConfigDict, info: DatasetInfo, train: bool, eval_masks: bool = True
+    config: ml_collections.ConfigDict,
+    info: DatasetInfo,
+    train: bool,
+    eval_masks: bool = True,
+    *,
+    split: str | None = None,
+    proposal_table: proposal_data.ProposalTable | None = None,
 ) -> Callable[[dict, tf.Tensor], dict]:
     """fn(canonical example, seed int64 [2]) -> dict of fixed-shape tensors (module docstring).
 
     With data.with_masks, training batches carry `box_masks`; evaluation batches carry canvas-aligned
     `masks` when `eval_masks` (an evaluator that reads ground truth from the json needs none).
+    With `data.proposals` set, the proposals of `split` (default: data.train_split when training, else
+    data.eval_split) are computed or read here (proposals.proposal_table), unless `proposal_table` is
+    given.
 
     Raises ValueError for invalid `data.*` keys, a dataset without boxes, or masks asked of a dataset
     without masks.
     """
     settings = DetectionInputSettings.from_config(config.data)
+    if settings.proposals and proposal_table is None:
+        split = split or (config.data.train_split if train else config.data.eval_split)
+        proposal_table = proposal_data.proposal_table(config.data, split)
     if "boxes" not in info.has:
         raise ValueError(f"dataset {info.name!r} has no boxes (has {sorted(info.has)}); detection needs boxes")
     if settings.with_masks and "masks" not in info.has:
@@ -209,6 +256,7 @@ def make_detection_preprocess(
             ratio = mask_canvas / size
             mask_extent = tf.maximum(1, tf.cast(tf.floor(tf.cast(tf.stack([new_height, new_width]), tf.float64) * ratio + 0.5), tf.int32))
             masks = transforms.resize_masks(tf.cast(example["masks"], tf.uint8), mask_extent)
+        resized_image = image  # before the flip: the proposals take the same flip draw from it
         if flip:
             image, boxes, masks = transforms.random_horizontal_flip(image, boxes, masks, flip_seed)
 
@@ -220,6 +268,10 @@ def make_detection_preprocess(
         dropped = num - tf.reduce_sum(tf.cast(keep, tf.int32))
         kept = tf.shape(boxes)[0]
 
+        proposal_fields = {}
+        if proposal_table is not None:
+            proposal_fields = _proposal_fields(proposal_table, example["image_id"], scale, resized_image,
+                                               flip_seed if flip else None, limits, settings.max_proposals)
         image = transforms.pad_to_size(transforms.normalize_image(image), (size, size))
         image_id = tf.cast(example["image_id"], tf.int64)
         id_check = tf.debugging.assert_less_equal(image_id, tf.constant(_MAX_INT32, tf.int64),
@@ -236,6 +288,7 @@ def make_detection_preprocess(
             "image_id": image_id,
             "dropped_degenerate_boxes": dropped + tf.cast(example.get("dropped_degenerate_boxes", 0), tf.int32),
             "dropped_excess_instances": tf.maximum(0, kept - settings.max_instances),
+            **proposal_fields,
         }
         if "is_difficult" in fields:
             out["is_difficult"] = _pad_rows(fields["is_difficult"], settings.max_instances, False)

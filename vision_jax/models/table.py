@@ -9,6 +9,7 @@ A config holds the shared backbone keys and the chosen model's group only:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -17,6 +18,8 @@ import ml_collections
 from vision_jax.models import rcnn, segmentation, ssd, yolo
 from vision_jax.models.classifier import ClassifierSettings, build_classifier
 from vision_jax.models.localizer import LocalizerSettings, build_localizer
+from vision_jax.models.rcnn.rcnn_settings import RegionCNNSettings
+from vision_jax.models.rcnn.region_cnn import build_region_cnn
 from vision_jax.models.settings import config_group
 
 
@@ -26,6 +29,11 @@ class ModelSpec:
     group: str  # config.model.<group> holds its hyper-parameters
     settings: type  # the dataclass those keys are generated from
     build: Callable[[ml_collections.ConfigDict, int], nn.Module]  # (config, num_classes) -> module
+    # 'module:function' of a staged trainer, (config, workdir) -> final metrics, that scripts/train.py runs
+    # instead of the one train loop (R-CNN: proposals, fine-tuning, features, SVMs, box regression,
+    # evaluation); None for every model the loop trains. A string: the trainer imports the train package,
+    # which imports this table.
+    trainer: str | None = None
 
 
 _FCN = ModelSpec("segmentation", segmentation.GROUP, segmentation.FCNSettings, segmentation.build_fcn)
@@ -37,6 +45,12 @@ MODELS: dict[str, ModelSpec] = {
     "faster_rcnn_c4": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_faster_rcnn_c4),
     "mask_rcnn": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_mask_rcnn),
     "mask_rcnn_c4": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_mask_rcnn_c4),
+    "rcnn": ModelSpec("detection", rcnn.GROUP, RegionCNNSettings, build_region_cnn,
+                      trainer="vision_jax.models.rcnn.rcnn_stages:train_rcnn"),
+    "fast_rcnn": ModelSpec("detection", rcnn.FAST_RCNN_GROUP, rcnn.FastRCNNSettings, rcnn.build_fast_rcnn),
+    "sliding_window": ModelSpec(
+        "detection", rcnn.SLIDING_WINDOW_GROUP, rcnn.SlidingWindowSettings, rcnn.build_sliding_window
+    ),
     "ssd": ModelSpec("detection", ssd.GROUP, ssd.SSDSettings, ssd.build_ssd),
     "yolo_v1": ModelSpec("detection", yolo.GROUP, yolo.YOLOv1Settings, yolo.build_yolo_v1),
     "yolo_v3": ModelSpec("detection", yolo.GROUP, yolo.YOLOv3Settings, yolo.build_yolo_v3),
@@ -72,6 +86,15 @@ def add_model_group(config: ml_collections.ConfigDict, name: str) -> None:
     spec = MODELS[name]
     config.model.name = name
     config.model[spec.group] = config_group(spec.settings)
+
+
+def staged_trainer(config: ml_collections.ConfigDict) -> Callable | None:
+    """The staged trainer of config.model.name (ModelSpec.trainer), imported; None for the one loop's models."""
+    reference = model_spec(config).trainer
+    if reference is None:
+        return None
+    module, _, function = reference.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:

@@ -15,34 +15,40 @@ FOREGROUND, BACKGROUND, IGNORE = 1, 0, -1
 
 
 def match_iou(iou: jnp.ndarray, gt_valid: jnp.ndarray | None = None, fg_threshold: float = 0.7,
-              bg_threshold: float = 0.3, allow_low_quality_matches: bool = True):
+              bg_threshold: float = 0.3, allow_low_quality_matches: bool = True, ignore_below: float = 0.0):
     """Assigns each anchor to its best ground truth and labels it fg / bg / ignore.
 
     Rule (detectron2 ``Matcher([bg, fg], [0, -1, 1], allow_low_quality_matches)``), with q the
     anchor's best IoU over *valid* ground truth:
       q >= fg_threshold -> 1 (foreground); bg_threshold <= q < fg_threshold -> -1 (ignore);
       q < bg_threshold -> 0 (background). ``bg_threshold == fg_threshold`` gives no ignore band
-      (Fast R-CNN's box head, 0.5).
+      (Fast R-CNN's box head, 0.5). With ``ignore_below`` > 0, q < ignore_below -> -1 instead of
+      background (Fast R-CNN's background band [0.1, 0.5): detectron2's Matcher([0.1, 0.5],
+      [-1, 0, 1])); with no valid ground truth every anchor is then -1.
     Low-quality matches (Faster R-CNN's RPN): for each valid ground truth, every anchor whose IoU
     equals that ground truth's highest IoU becomes foreground, ties included. Deviation: a ground
     truth whose highest IoU is 0 (it overlaps no anchor, e.g. an empty box) adds none; detectron2
     would turn every anchor into foreground.
 
-    Static under jit: `fg_threshold`, `bg_threshold`, `allow_low_quality_matches`.
+    Static under jit: `fg_threshold`, `bg_threshold`, `allow_low_quality_matches`, `ignore_below`.
 
     Args:
       iou: [G, A] float, IoU of ground truth g with anchor a.
       gt_valid: [G] bool; False rows (padding) are never matched. Default: all valid.
       fg_threshold, bg_threshold: see the rule; need bg_threshold <= fg_threshold.
       allow_low_quality_matches: see the rule.
+      ignore_below: see the rule; needs ignore_below <= bg_threshold.
 
     Returns:
       matched_gt: [A] int32, argmax over valid ground truth (lowest index on ties); 0 when there
         is no valid ground truth. Meaningful where labels == 1.
-      labels: [A] int32 in {1, 0, -1}; all 0 when there is no valid ground truth.
+      labels: [A] int32 in {1, 0, -1}; all 0 (all -1 with ignore_below > 0) when there is no valid
+        ground truth.
     """
     if bg_threshold > fg_threshold:
         raise ValueError(f"bg_threshold={bg_threshold} must be <= fg_threshold={fg_threshold}")
+    if not 0.0 <= ignore_below <= bg_threshold:
+        raise ValueError(f"ignore_below={ignore_below} must be in [0, bg_threshold={bg_threshold}]")
     iou = jnp.asarray(iou)
     if iou.ndim != 2:
         raise ValueError(f"iou must be [G, A]; got shape {iou.shape}")
@@ -57,11 +63,14 @@ def match_iou(iou: jnp.ndarray, gt_valid: jnp.ndarray | None = None, fg_threshol
     quality = jnp.where(gt_valid[:, None] & ~jnp.isnan(iou), iou, -1.0)
     if num_gt == 0:
         num_anchors = iou.shape[1]
-        return jnp.zeros((num_anchors,), jnp.int32), jnp.zeros((num_anchors,), jnp.int32)
+        no_match = IGNORE if ignore_below > 0 else BACKGROUND
+        return jnp.zeros((num_anchors,), jnp.int32), jnp.full((num_anchors,), no_match, jnp.int32)
     matched_gt = jnp.argmax(quality, axis=0).astype(jnp.int32)
     best_quality = jnp.max(quality, axis=0)
     labels = jnp.where(best_quality >= fg_threshold, FOREGROUND,
                        jnp.where(best_quality >= bg_threshold, IGNORE, BACKGROUND))
+    if ignore_below > 0:
+        labels = jnp.where(best_quality < ignore_below, IGNORE, labels)
     if allow_low_quality_matches:
         highest_per_gt = jnp.max(quality, axis=1, keepdims=True)
         is_best_for_some_gt = jnp.any((quality == highest_per_gt) & (highest_per_gt > 0), axis=0)
@@ -72,7 +81,7 @@ def match_iou(iou: jnp.ndarray, gt_valid: jnp.ndarray | None = None, fg_threshol
 def match_boxes(gt_boxes: jnp.ndarray, gt_valid: jnp.ndarray | None, anchors: jnp.ndarray,
                 gt_is_crowd: jnp.ndarray | None = None, fg_threshold: float = 0.7,
                 bg_threshold: float = 0.3, allow_low_quality_matches: bool = True,
-                crowd_ioa_threshold: float = 0.7):
+                crowd_ioa_threshold: float = 0.7, ignore_below: float = 0.0):
     """``match_iou`` on the IoU of boxes, with padded and crowd ground truth handled.
 
     Crowd rule (Detectron's crowd filter): crowd boxes are never matched (as if padding); an
@@ -80,14 +89,14 @@ def match_boxes(gt_boxes: jnp.ndarray, gt_valid: jnp.ndarray | None, anchors: jn
     least ``crowd_ioa_threshold`` of the anchor's own area (IoA) becomes ignore (-1), so the
     model is neither pushed towards nor away from crowd regions. Foreground stays foreground.
 
-    Static under jit: `fg_threshold`, `bg_threshold`, `allow_low_quality_matches`.
+    Static under jit: `fg_threshold`, `bg_threshold`, `allow_low_quality_matches`, `ignore_below`.
 
     Args:
       gt_boxes: [G, 4] xyxy, padded to a fixed G.
       gt_valid: [G] bool (False = padding), or None for all valid.
       anchors: [A, 4] xyxy anchors or proposals (same pixel frame).
       gt_is_crowd: [G] bool, or None for no crowd.
-      fg_threshold, bg_threshold, allow_low_quality_matches: see ``match_iou``.
+      fg_threshold, bg_threshold, allow_low_quality_matches, ignore_below: see ``match_iou``.
 
     Returns:
       (matched_gt [A] int32, labels [A] int32 in {1, 0, -1}) as in ``match_iou``.
@@ -102,7 +111,7 @@ def match_boxes(gt_boxes: jnp.ndarray, gt_valid: jnp.ndarray | None, anchors: jn
             raise ValueError(f"{name} must be [G]={num_gt}; got shape {value.shape}")
     iou = box_iou(gt_boxes, anchors)
     matched_gt, labels = match_iou(iou, gt_valid & ~gt_is_crowd, fg_threshold, bg_threshold,
-                                   allow_low_quality_matches)
+                                   allow_low_quality_matches, ignore_below)
     if num_gt:
         crowd = gt_valid & gt_is_crowd
         crowd_ioa = jnp.max(jnp.where(crowd[:, None], box_ioa(gt_boxes, anchors), 0.0), axis=0)

@@ -27,7 +27,7 @@ from vision_jax import viz
 from vision_jax.data.detection_inputs import add_detection_data_defaults, make_detection_preprocess
 from vision_jax.evaluation.coco import make_coco_evaluator
 from vision_jax.evaluation.mask_paste import paste_masks
-from vision_jax.models.detector import targets_from_batch
+from vision_jax.models.detector import proposals_from_batch, targets_from_batch
 from vision_jax.models.table import build_model, model_spec
 from vision_jax.tasks.classification import require
 
@@ -93,9 +93,11 @@ class DetectionTask:
         """Detections in network-input pixels: boxes [B, K, 4], scores, classes, valid [B, K] (and, from
         an instance-segmentation detector, masks [B, K, M, M]: probabilities on each box); the evaluator
         maps them back to original pixels with the batch's image_info and pastes the masks there
-        (vision_jax/evaluation/mask_paste.py)."""
+        (vision_jax/evaluation/mask_paste.py). The batch's given proposals (data.proposals) are passed
+        as `targets`; only a detector that takes them reads them."""
         side = self.config.data.image_size
-        return model.apply(variables, batch["image"], image_sizes(batch["image_info"], side), train=False)
+        sizes = image_sizes(batch["image_info"], side)
+        return model.apply(variables, batch["image"], sizes, proposals_from_batch(batch), train=False)
 
     def make_evaluator(self, info):
         metric = self.config.data.eval_metric

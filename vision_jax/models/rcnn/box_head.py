@@ -133,9 +133,12 @@ def roi_targets(
     num_samples: int,
     positive_fraction: float,
     append_gt: bool,
+    bg_iou_low: float = 0.0,
     box_weights: Sequence[float] = BOX_WEIGHTS,
 ) -> dict[str, jax.Array]:
-    """Sampled RoIs of one image and their targets (module docstring).
+    """Sampled RoIs of one image and their targets (module docstring). Background candidates have
+    IoU in [bg_iou_low, iou_threshold) (Fast R-CNN: [0.1, 0.5)); those below bg_iou_low are never
+    sampled (0 = every candidate below iou_threshold is background, detectron2's default).
 
     Args:
       proposals: float [P, 4] input pixels; proposal_valid: bool [P]; gt_boxes: float [G, 4]
@@ -161,6 +164,7 @@ def roi_targets(
         fg_threshold=iou_threshold,
         bg_threshold=iou_threshold,
         allow_low_quality_matches=False,
+        ignore_below=bg_iou_low,
     )
     labels = jnp.where(candidate_valid, labels, -1)  # padding proposals are never sampled
     indices, valid = vops.sample_balanced(labels, key, num_samples, positive_fraction)

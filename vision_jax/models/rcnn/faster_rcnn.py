@@ -213,6 +213,7 @@ class TwoStageDetector(Detector):
                 num_samples=s.roi_num_samples,
                 positive_fraction=s.roi_positive_fraction,
                 append_gt=s.roi_append_gt,
+                bg_iou_low=s.roi_bg_iou_low,
             )
         )(
             proposals,
