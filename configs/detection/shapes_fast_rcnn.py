@@ -23,27 +23,14 @@ On the train split selective search gives 91.4 proposals per image and recalls 9
 objects at IoU 0.5, 98.0% at IoU 0.7.
 """
 
-from ml_collections import config_dict
-
-from vision_jax.train.config import base_config
+from vision_jax.train.config import shapes_detection_config
 
 
 def get_config():
-    c = base_config("detection", model="fast_rcnn")
-    c.data.name = "shapes"
-    c.data.shapes_variant = "multi"
-    c.data.shapes_num_train = config_dict.placeholder(int)  # None: the builder's default size
-    c.data.shapes_num_test = config_dict.placeholder(int)
-    c.data.image_size = 128  # the scenes' own size: no resizing
-    c.data.min_size = 128
-    c.data.max_size = 128
-    c.data.random_flip = True
-    c.data.max_instances = 8  # scenes hold at most 6 objects
+    c = shapes_detection_config("fast_rcnn")  # the shapes data, ResNet-18 width 16, AdamW, batch 8
     c.data.proposals = "selective_search"
     c.data.max_proposals = 384  # selective search finds at most ~330 boxes in a scene
 
-    c.model.backbone = "resnet18"
-    c.model.width = 16
     f = c.model.fast_rcnn
     # Stride 8, not the paper's 16: its ~600 px images put an object on 6-30 feature pixels, the 12-52 px
     # shapes get 2-6 at stride 8 (1-3 at 16, where RoIPool's rounding dominates). Probe on this machine,
@@ -51,16 +38,7 @@ def get_config():
     f.feature_map = "C3"
     f.box_head_fc_dim = 256  # the paper's 4096 is for VGG-16 on VOC
 
-    c.optimizer.name = "adamw"
-    c.optimizer.learning_rate = 2e-3
-    c.optimizer.weight_decay = 1e-4
-    c.optimizer.warmup_steps = 200
-    c.optimizer.grad_clip_norm = 10.0
-
     c.train.num_steps = 3000
-    c.train.batch_size = 8
-    c.train.eval_batch_size = 50
-    c.train.log_every = 50
     c.train.eval_every = 1000
     c.train.checkpoint_every = 500
     return c

@@ -16,25 +16,11 @@ excluded, ~18 images/s (2.2 steps/s) in training:
     2000   0.761  0.934  0.873   (APs 0.714, APm 0.812, AR100 0.815)
 """
 
-from ml_collections import config_dict
-
-from vision_jax.train.config import base_config
+from vision_jax.train.config import shapes_detection_config
 
 
 def get_config():
-    c = base_config("detection", model="faster_rcnn")
-    c.data.name = "shapes"
-    c.data.shapes_variant = "multi"
-    c.data.shapes_num_train = config_dict.placeholder(int)  # None: the builder's default size
-    c.data.shapes_num_test = config_dict.placeholder(int)
-    c.data.image_size = 128  # the scenes' own size: no resizing
-    c.data.min_size = 128
-    c.data.max_size = 128
-    c.data.random_flip = True
-    c.data.max_instances = 8  # scenes hold at most 6 objects
-
-    c.model.backbone = "resnet18"
-    c.model.width = 16
+    c = shapes_detection_config("faster_rcnn")  # the shapes data, ResNet-18 width 16, AdamW, batch 8
     c.model.rcnn.fpn_channels = 32
     # Objects are 12-52 px: anchors one octave below detectron2's on every level.
     c.model.rcnn.anchor_sizes = ((16,), (32,), (64,), (128,), (256,))
@@ -45,16 +31,7 @@ def get_config():
     c.model.rcnn.roi_num_samples = 64  # a few objects per image: 16 foreground RoIs at most
     c.model.rcnn.box_head_fc_dim = 256
 
-    c.optimizer.name = "adamw"
-    c.optimizer.learning_rate = 2e-3
-    c.optimizer.weight_decay = 1e-4
-    c.optimizer.warmup_steps = 200
-    c.optimizer.grad_clip_norm = 10.0
-
     c.train.num_steps = 2000
-    c.train.batch_size = 8
-    c.train.eval_batch_size = 50
-    c.train.log_every = 50
     c.train.eval_every = 500
     c.train.checkpoint_every = 500
     return c

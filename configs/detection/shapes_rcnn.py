@@ -23,27 +23,14 @@ Inference per image (batch 1): selective search 48 ms, warp + CNN features 25 ms
 regression 1.0 ms, NMS 0.4 ms.
 """
 
-from ml_collections import config_dict
-
-from vision_jax.train.config import base_config
+from vision_jax.train.config import shapes_detection_config
 
 
 def get_config():
-    c = base_config("detection", model="rcnn")
-    c.data.name = "shapes"
-    c.data.shapes_variant = "multi"
-    c.data.shapes_num_train = config_dict.placeholder(int)  # None: the builder's default size (5000)
-    c.data.shapes_num_test = config_dict.placeholder(int)
-    c.data.image_size = 128  # the scenes' own size: no resizing
-    c.data.min_size = 128
-    c.data.max_size = 128
-    c.data.random_flip = True
-    c.data.max_instances = 8  # scenes hold at most 6 objects
+    c = shapes_detection_config("rcnn")  # the shapes data, ResNet-18 width 16, AdamW, batch 8
     c.data.proposals = "selective_search"
     c.data.max_proposals = 384  # selective search finds at most ~330 boxes in a scene
 
-    c.model.backbone = "resnet18"
-    c.model.width = 16
     c.model.rcnn.crop_size = 32  # objects are 12-52 px; the CNN costs 3x more at 48 px on this CPU
     c.model.rcnn.head = "gap"  # C5 is 1x1 at 32 px: its 128 channels are "pool5"
     c.model.rcnn.num_fc = 1
@@ -53,15 +40,6 @@ def get_config():
     c.model.rcnn.feature_images = 1500  # SVMs and box regressors train on the first 1500 training scenes
     c.model.rcnn.regions_per_call = 1024
 
-    c.optimizer.name = "adamw"
-    c.optimizer.learning_rate = 2e-3
-    c.optimizer.weight_decay = 1e-4
-    c.optimizer.warmup_steps = 200
-    c.optimizer.grad_clip_norm = 10.0
-
     c.train.num_steps = 2500
-    c.train.batch_size = 8
-    c.train.eval_batch_size = 50
-    c.train.log_every = 50
     c.train.checkpoint_every = 500
     return c

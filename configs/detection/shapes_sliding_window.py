@@ -28,25 +28,11 @@ foreground, at most 32); with 64 the cap of 16 foreground drops positives, and a
 reached AP50 0.405 against 0.444 with 128.
 """
 
-from ml_collections import config_dict
-
-from vision_jax.train.config import base_config
+from vision_jax.train.config import shapes_detection_config
 
 
 def get_config():
-    c = base_config("detection", model="sliding_window")
-    c.data.name = "shapes"
-    c.data.shapes_variant = "multi"
-    c.data.shapes_num_train = config_dict.placeholder(int)  # None: the builder's default size
-    c.data.shapes_num_test = config_dict.placeholder(int)
-    c.data.image_size = 128  # the scenes' own size: no resizing
-    c.data.min_size = 128
-    c.data.max_size = 128
-    c.data.random_flip = True
-    c.data.max_instances = 8  # scenes hold at most 6 objects
-
-    c.model.backbone = "resnet18"
-    c.model.width = 16
+    c = shapes_detection_config("sliding_window")  # the shapes data, ResNet-18 width 16, AdamW, batch 8
     w = c.model.sliding_window
     w.feature = "C3"
     w.scales = (1.0, 0.5)
@@ -55,16 +41,7 @@ def get_config():
     w.fc_dim = 256
     w.num_samples = 128
 
-    c.optimizer.name = "adamw"
-    c.optimizer.learning_rate = 2e-3
-    c.optimizer.weight_decay = 1e-4
-    c.optimizer.warmup_steps = 200
-    c.optimizer.grad_clip_norm = 10.0
-
     c.train.num_steps = 3000
-    c.train.batch_size = 8
-    c.train.eval_batch_size = 50
-    c.train.log_every = 50
     c.train.eval_every = 1000
     c.train.checkpoint_every = 500
     return c

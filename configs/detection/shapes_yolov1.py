@@ -30,24 +30,11 @@ AP 0.528, AP50 0.835, AP75 0.570, APs 0.408, APm 0.636, AR100 0.623; on the way 
 per image: ~0.15 per cell against the uniform 0.8), responsible IoU 0.85.
 """
 
-from ml_collections import config_dict
-
-from vision_jax.train.config import base_config
+from vision_jax.train.config import shapes_detection_config
 
 
 def get_config():
-    c = base_config("detection", model="yolo_v1")
-    c.data.name = "shapes"
-    c.data.shapes_variant = "multi"
-    c.data.shapes_num_train = config_dict.placeholder(int)  # None: the builder's default size
-    c.data.shapes_num_test = config_dict.placeholder(int)
-    c.data.image_size = 128  # the scenes' own size: no resizing
-    c.data.fixed_size = True
-    c.data.random_flip = True
-    c.data.max_instances = 8  # scenes hold at most 6 objects
-
-    c.model.backbone = "resnet18"
-    c.model.width = 16
+    c = shapes_detection_config("yolo_v1", fixed_size=True)  # the shapes data, ResNet-18 width 16, AdamW, batch 8
     y = c.model.yolo
     y.grid_size = 8
     # A 1x1 conv shared by the cells instead of the paper's FC layers (docstring): on C4 (8x8 at 128²,
@@ -56,16 +43,7 @@ def get_config():
     y.feature = "C4"
     y.head_channels = 128
 
-    c.optimizer.name = "adamw"
-    c.optimizer.learning_rate = 2e-3
-    c.optimizer.weight_decay = 1e-4
-    c.optimizer.warmup_steps = 200
-    c.optimizer.grad_clip_norm = 10.0
-
     c.train.num_steps = 4000
-    c.train.batch_size = 8
-    c.train.eval_batch_size = 50
-    c.train.log_every = 50
     c.train.eval_every = 1000
     c.train.checkpoint_every = 1000
     return c

@@ -27,24 +27,11 @@ after 4000 steps. 1000-step trials of the threshold: none (single prior) 0.30, 0
 trials: neck 64 / class weight 1 -> 0.25, neck 128 / 2 -> 0.28, neck 128 / 5 -> 0.30.
 """
 
-from ml_collections import config_dict
-
-from vision_jax.train.config import base_config
+from vision_jax.train.config import shapes_detection_config
 
 
 def get_config():
-    c = base_config("detection", model="yolo_v3")
-    c.data.name = "shapes"
-    c.data.shapes_variant = "multi"
-    c.data.shapes_num_train = config_dict.placeholder(int)  # None: the builder's default size
-    c.data.shapes_num_test = config_dict.placeholder(int)
-    c.data.image_size = 128  # the scenes' own size: no resizing
-    c.data.fixed_size = True
-    c.data.random_flip = True
-    c.data.max_instances = 8  # scenes hold at most 6 objects
-
-    c.model.backbone = "resnet18"
-    c.model.width = 16  # C3, C4, C5: 32, 64, 128 channels
+    c = shapes_detection_config("yolo_v3", fixed_size=True)  # the shapes data, ResNet-18 width 16, AdamW, batch 8
     y = c.model.yolo
     y.neck_channels = 128  # 128 / 64 / 32 from the coarsest level
     # One prediction per object learns its class (v3's single-prior assignment), so the class term
@@ -67,16 +54,10 @@ def get_config():
         (47.0, 47.0),
     )
 
-    c.optimizer.name = "adamw"
     c.optimizer.learning_rate = 3e-3
-    c.optimizer.weight_decay = 1e-4
     c.optimizer.warmup_steps = 300
-    c.optimizer.grad_clip_norm = 10.0
 
     c.train.num_steps = 5000
-    c.train.batch_size = 8
-    c.train.eval_batch_size = 50
-    c.train.log_every = 50
     c.train.eval_every = 1000
     c.train.checkpoint_every = 500
     return c

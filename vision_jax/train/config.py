@@ -91,6 +91,43 @@ def base_config(task: str, model: str | None = None) -> ml_collections.ConfigDic
     return c
 
 
+def shapes_detection_config(model: str, *, fixed_size: bool = False) -> ml_collections.ConfigDict:
+    """`base_config("detection", model)` with what every configs/detection/shapes_*.py recipe shares,
+    so that each recipe states only what differs: the generated 'multi' scenes at their own size
+    (128x128, 1-6 objects, 5 classes: no resizing, flips, 8 instance slots), a ResNet-18 of width 16,
+    AdamW (2e-3, weight decay 1e-4, 200 warmup steps, gradients clipped at norm 10), batches of 8
+    (50 in evaluation), a log line every 50 steps. `fixed_size=True` (SSD/YOLO) resizes to
+    image_size x image_size and leaves min_size/max_size at the task's defaults, which it does not
+    read; otherwise (two-stage detectors) the short and the long side are both 128."""
+    c = base_config("detection", model=model)
+    c.data.name = "shapes"
+    c.data.shapes_variant = "multi"
+    c.data.shapes_num_train = config_dict.placeholder(int)  # None: the builder's default size (5000)
+    c.data.shapes_num_test = config_dict.placeholder(int)  # None: 500
+    c.data.image_size = 128  # the scenes' own size: no resizing
+    if fixed_size:
+        c.data.fixed_size = True
+    else:
+        c.data.min_size = 128
+        c.data.max_size = 128
+    c.data.random_flip = True
+    c.data.max_instances = 8  # scenes hold at most 6 objects
+
+    c.model.backbone = "resnet18"
+    c.model.width = 16  # C3, C4, C5: 32, 64, 128 channels
+
+    c.optimizer.name = "adamw"
+    c.optimizer.learning_rate = 2e-3
+    c.optimizer.weight_decay = 1e-4
+    c.optimizer.warmup_steps = 200
+    c.optimizer.grad_clip_norm = 10.0
+
+    c.train.batch_size = 8
+    c.train.eval_batch_size = 50
+    c.train.log_every = 50
+    return c
+
+
 def load_config_file(path: str) -> ml_collections.ConfigDict:
     """`get_config()` of the config file at `path` (configs are files, not a package), as
     `--config=path` gives it to scripts/train.py before any override."""
