@@ -50,7 +50,10 @@ TINY_GROUP = {
         "aspect_ratios": ((2,), (2,), (2,), (2,)), "scales": (0.1, 0.3, 0.5, 0.7, 0.9), "steps": (), "l2norm": False,
     },
     "yolo_v1": {"grid_size": 4, "feature": "C4", "head_channels": 16, "fc_dim": 32},
-    "rcnn": {"head": "gap", "num_fc": 1, "fc_dim": 16},  # the CNN on warped regions: (images, train) like a classifier
+    "rcnn": {"head": "gap", "num_fc": 1, "fc_dim": 16},
+    "fast_rcnn": {"roi_num_samples": 16, "box_head_fc_dim": 32},
+    "sliding_window": {"feature": "C3", "scales": (1.0, 0.5), "window_shapes": ((2, 2), (3, 2)), "fc_dim": 16,
+                       "num_samples": 32},  # the CNN on warped regions: (images, train) like a classifier
     "yolo_v3": {
         "neck_channels": 16,
         "priors": ((6, 6), (8, 8), (10, 10), (14, 14), (18, 18), (22, 22), (28, 28), (36, 36), (48, 48)),
@@ -64,6 +67,7 @@ def tiny_model(name: str, cross_replica_bn: bool):
     config.data.image_size = SIZE
     if spec.task == "detection":
         config.data.fixed_size = True  # YOLO needs it; the others accept it
+        config.data.proposals = "selective_search"  # read by the detectors that pool given proposals
     config.model.backbone, config.model.width, config.model.cross_replica_bn = "resnet18", 8, cross_replica_bn
     for key, value in TINY_GROUP.get(name, {}).items():
         config.model[spec.group][key] = value
@@ -84,6 +88,9 @@ def replica_batch_stats(name: str, model, rng: np.random.Generator) -> dict:
             "valid": jnp.ones((BATCH, MAX_OBJECTS), bool),
             "is_crowd": jnp.zeros((BATCH, MAX_OBJECTS), bool),
             "box_masks": jnp.asarray(rng.integers(0, 256, (BATCH, MAX_OBJECTS, 16, 16)), jnp.uint8),  # Mask R-CNN
+            "proposals": jnp.asarray(boxes, jnp.float32),  # Fast R-CNN pools given proposals
+            "proposal_valid": jnp.ones((BATCH, MAX_OBJECTS), bool),
+            "proposal_scores": jnp.zeros((BATCH, MAX_OBJECTS), jnp.float32),
         }
         variables = model.init(key, replicas[0], sizes, train=False)
 
