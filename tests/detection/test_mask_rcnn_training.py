@@ -8,7 +8,7 @@ import pytest
 from vision_jax.train import loop
 from vision_jax.train.config import base_config
 
-NUM_IMAGES, BATCH, STEPS = 4, 2, 300
+NUM_IMAGES, BATCH, STEPS = 4, 2, 450
 
 
 def overfit_config(data_dir: str, model: str = "mask_rcnn"):
