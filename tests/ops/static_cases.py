@@ -78,6 +78,7 @@ def cases(rng) -> dict[str, dict]:
                             allow_low_quality_matches=True, crowd_ioa_threshold=0.7),
         "match_iou": dict(iou=rng.uniform(size=(3, 6)).astype(np.float32), gt_valid=np.array([True, True, False]),
                           fg_threshold=0.6, bg_threshold=0.3, allow_low_quality_matches=True),
+        "max_pool": dict(x=features, window=3, strides=2, padding=((1, 1), (1, 1))),
         "max_pool_with_argmax": dict(x=features, window=2, strides=2, padding="SAME"),
         "max_unpool": dict(pooled=features[:, :4, :4], argmax=vops.max_pool_with_argmax(features, 2, 2)[1],
                            output_shape=(8, 8)),
