@@ -7,16 +7,21 @@ from vision_jax.train.loop import StopRequest
 
 
 def test_ctrl_c_twice_asks_once_and_raises_nothing():
-    previous = signal.getsignal(signal.SIGINT)
-    stop = StopRequest()
-    stop.install()
+    # Python's own Ctrl-C handler, even when pytest runs as a background job that ignores SIGINT
+    # (StopRequest leaves an ignored signal alone: the next test).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        os.kill(os.getpid(), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGINT)  # impatient: must not interrupt the save
-        assert stop.requested and stop.signal_name == "SIGINT"
+        stop = StopRequest()
+        stop.install()
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # impatient: must not interrupt the save
+            assert stop.requested and stop.signal_name == "SIGINT"
+        finally:
+            stop.uninstall()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
-        stop.uninstall()
-    assert signal.getsignal(signal.SIGINT) is previous
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_signal_the_process_was_started_ignoring_stays_ignored():

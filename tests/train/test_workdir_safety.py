@@ -170,7 +170,10 @@ def test_sigint_mid_run_saves_and_stops_then_the_rerun_has_no_duplicate_rows(rep
     args += overrides(data_dir, num_steps=steps, checkpoint_every=1000, log_every=log_every)
     args.remove("--config.train.progress_bar=False")  # the bar's default: on, yet the output is a file
     with open(tmp_path / "out1", "w") as out, open(tmp_path / "err1", "w") as err:
-        process = subprocess.Popen(script(repo_root, "train.py", *args), env=env(), stdout=out, stderr=err)
+        # Ctrl-C's default action in the child, even when pytest runs as a background job ignoring SIGINT
+        # (which the child would inherit, and the loop leaves alone).
+        process = subprocess.Popen(script(repo_root, "train.py", *args), env=env(), stdout=out, stderr=err,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + WAIT_S
         while process.poll() is None and time.time() < deadline:
             if os.path.exists(workdir / "metrics.jsonl") and os.path.getsize(workdir / "metrics.jsonl") > 0:
