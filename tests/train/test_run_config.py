@@ -69,3 +69,19 @@ def test_suggestions_for_misspelled_keys():
     assert suggest("momentun", keys) == "momentum"
     assert suggest("warmup", keys) == "warmup_steps"
     assert suggest("zzz", keys) is None
+
+
+def test_a_run_saved_before_config_init_reads_back_with_its_defaults(repo_root, tmp_path):
+    """A workdir whose config.json predates config.init (it started from its seed) still loads and
+    validates, with init's defaults: no weights, so nothing is loaded."""
+    from vision_jax.train.config import validate
+
+    original = load_config_file(os.path.join(repo_root, CONFIG))
+    run_config.record_start(str(tmp_path), original, 0)
+    saved = json.load(open(tmp_path / "config.json"))
+    del saved["init"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = run_config.load_saved_config(str(tmp_path))
+    assert loaded.init.weights is None and loaded.init.freeze_stages == 0
+    validate(loaded)
+    assert run_config.as_dict(loaded) == run_config.as_dict(original)

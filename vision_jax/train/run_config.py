@@ -128,7 +128,12 @@ def load_saved_config(workdir: str) -> ml_collections.ConfigDict:
     types: dict[str, str] = {}
     for entry in read_history(workdir):
         types.update(entry.get("placeholder_types", {}))
-    return _config_dict(saved, types, "")
+    config = _config_dict(saved, types, "")
+    if "init" not in config:  # a run saved before config.init existed started from its seed
+        from vision_jax.train.initialization import add_init_defaults  # local: it imports the model code
+
+        add_init_defaults(config)
+    return config
 
 
 def _config_dict(tree: dict, types: dict[str, str], prefix: str) -> ml_collections.ConfigDict:
