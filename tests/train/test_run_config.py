@@ -71,17 +71,21 @@ def test_suggestions_for_misspelled_keys():
     assert suggest("zzz", keys) is None
 
 
-def test_a_run_saved_before_config_init_reads_back_with_its_defaults(repo_root, tmp_path):
-    """A workdir whose config.json predates config.init (it started from its seed) still loads and
-    validates, with init's defaults: no weights, so nothing is loaded."""
-    from vision_jax.train.config import validate
+def test_a_run_saved_before_newer_keys_reads_back_with_their_defaults(repo_root, tmp_path):
+    """A workdir whose config.json predates keys added since (config.init, data.mask_crop_size: the run
+    never set them) still loads and validates, with those keys' defaults; its own values stay."""
+    from vision_jax.train.config import base_config, validate
 
     original = load_config_file(os.path.join(repo_root, CONFIG))
     run_config.record_start(str(tmp_path), original, 0)
     saved = json.load(open(tmp_path / "config.json"))
     del saved["init"]
+    del saved["optimizer"]["warmup_steps"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
     loaded = run_config.load_saved_config(str(tmp_path))
     assert loaded.init.weights is None and loaded.init.freeze_stages == 0
+    # absent from the old run: it ran with the code's default, not with today's config file's value
+    assert loaded.optimizer.warmup_steps == base_config(original.task, model=original.model.name).optimizer.warmup_steps
     validate(loaded)
+    loaded.optimizer.warmup_steps = original.optimizer.warmup_steps
     assert run_config.as_dict(loaded) == run_config.as_dict(original)

@@ -129,11 +129,29 @@ def load_saved_config(workdir: str) -> ml_collections.ConfigDict:
     for entry in read_history(workdir):
         types.update(entry.get("placeholder_types", {}))
     config = _config_dict(saved, types, "")
-    if "init" not in config:  # a run saved before config.init existed started from its seed
-        from vision_jax.train.initialization import add_init_defaults  # local: it imports the model code
-
-        add_init_defaults(config)
+    _add_missing_defaults(config, saved)
     return config
+
+
+def _add_missing_defaults(config: ml_collections.ConfigDict, saved: dict) -> None:
+    """Keys the code added after the run was saved (e.g. config.init, data.mask_crop_size) get their
+    defaults, from base_config of the saved task and model: the run never set them, so it ran as
+    those defaults say. Keys the run has are left as saved."""
+    from vision_jax.train.config import base_config  # local: it imports the model table
+
+    try:
+        defaults = base_config(saved.get("task"), model=saved.get("model", {}).get("name"))
+    except (KeyError, ValueError):  # an unknown task or model: validate() will name it
+        return
+
+    def fill(target: ml_collections.ConfigDict, source: ml_collections.ConfigDict) -> None:
+        for key in source.keys():
+            if key not in target:
+                target[key] = source[key]
+            elif isinstance(target[key], ml_collections.ConfigDict) and isinstance(source[key], ml_collections.ConfigDict):
+                fill(target[key], source[key])
+
+    fill(config, defaults)
 
 
 def _config_dict(tree: dict, types: dict[str, str], prefix: str) -> ml_collections.ConfigDict:
