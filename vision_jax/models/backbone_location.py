@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import ml_collections
+from flax import traverse_util
 
 from vision_jax.models.backbones import build_backbone
 from vision_jax.models.backbones.efficientnet_lite import efficientnet_lite0_plan
@@ -37,25 +38,13 @@ MIN_SHARE = 0.5  # a subtree holding fewer of the backbone's variables than this
 MAX_DEPTH = 3  # the backbone sits at most this deep in a model (SSD: features/resnet)
 
 
-def flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Flat:
-    """{'params': {'a': {'kernel': x}}} -> {('params', 'a', 'kernel'): x}."""
-    flat: Flat = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, (*prefix, str(key))))
-        else:
-            flat[(*prefix, str(key))] = value
-    return flat
+def flatten(tree: Mapping[str, Any]) -> Flat:
+    """{'params': {'a': {'kernel': x}}} -> {('params', 'a', 'kernel'): x} (flax.traverse_util)."""
+    return traverse_util.flatten_dict(dict(tree))
 
 
 def unflatten(flat: Flat) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for path, value in flat.items():
-        node = tree
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return tree
+    return traverse_util.unflatten_dict(flat)
 
 
 def name(path: tuple[str, ...]) -> str:

@@ -23,6 +23,7 @@ import dataclasses
 from typing import Any, Mapping
 
 import numpy as np
+from flax import traverse_util
 
 KINDS = ("conv", "bn", "dense", "dense_after_flatten")
 _REQUIRED = {
@@ -131,26 +132,6 @@ class _ShapeError(ValueError):
     pass
 
 
-def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, (*prefix, key)))
-        else:
-            flat[(*prefix, key)] = value
-    return flat
-
-
-def _unflatten(flat: dict[tuple[str, ...], Any]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for path, value in flat.items():
-        node = tree
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return tree
-
-
 def _name(path: tuple[str, ...]) -> str:
     return "/".join(path)
 
@@ -199,7 +180,7 @@ def convert_state_dict(
             report.unexpected.append(f"{name} {tuple(np.shape(state_dict[name]))} in the file is used by no layer")
 
     if template is not None:
-        expected = _flatten(template)
+        expected = traverse_util.flatten_dict(dict(template))
         for path in sorted(set(expected) - set(converted)):
             if path[1:-1] in incomplete:
                 continue
@@ -218,7 +199,7 @@ def convert_state_dict(
                 del converted[path]
     if strict and not report.ok:
         raise WeightsMismatchError(report)
-    return _unflatten(converted), report
+    return traverse_util.unflatten_dict(converted), report
 
 
 def _source_suffix(kind: str, leaf: str) -> str:
