@@ -2,7 +2,7 @@
 
 On a folder of your own images (any size, JPEG or PNG), no dataset needed:
 
-    python scripts/predict.py --config CONFIG [--workdir DIR] --images IMAGES --output OUT [--min_score 0.0]
+    python scripts/predict.py --config CONFIG [--workdir DIR] --images IMAGES --output OUT [--min_score S]
 
 runs the model on every image of IMAGES with its task's evaluation preprocessing and writes
 OUT/predictions.jsonl (one JSON object per image: the top 5 classes of a classifier, the detections
@@ -13,13 +13,21 @@ saved in DIR (config.json; differences of --config are listed and not applied), 
 --workdir the weights of the config's `config.init`, e.g. the ImageNet classifier of
 configs/classification/imagenet_mobilenet_v2.py.
 
+A detector on outside proposals (Fast R-CNN, R-CNN: config.data.proposals) gets selective search on each
+file of IMAGES with the config's settings (data.selective_search_strategy, data.max_proposals), also
+when data.proposals names a proposal file (its ids are a dataset's images, not the folder's: a warning
+says so). R-CNN needs --workdir (its SVMs and box regressors); scored, regressed and suppressed as its
+evaluate stage does.
+
 On the eval split of the run's dataset (the behaviour without --images):
 
     python scripts/predict.py --workdir DIR [--num_images 16] [--out DIR/predictions] [--config.key=value ...]
 
 draws the predictions of DIR's latest checkpoint onto eval images as PNG files. The config is the
 one saved in DIR (config.json), with any `--config.key=value` applied on top;
-`--config=configs/<family>/<name>.py` starts from a config file instead.
+`--config=configs/<family>/<name>.py` starts from a config file instead. Not for R-CNN (model 'rcnn',
+trained in stages): its evaluate stage draws eval pictures into DIR/pictures (scripts/train.py runs the
+stages left, scripts/evaluate.py re-evaluates); use --images for its predictions on your images.
 """
 
 import itertools
@@ -36,7 +44,8 @@ flags.DEFINE_integer("num_images", 16, "How many images of the eval split to dra
 flags.DEFINE_string("out", None, "Output folder without --images (default: WORKDIR/predictions).")
 flags.DEFINE_string("images", None, "A folder of JPEG/PNG images to predict on (any size).")
 flags.DEFINE_string("output", None, "Output folder of --images: predictions.jsonl, label maps, pictures.")
-flags.DEFINE_float("min_score", 0.0, "--images, detection: detections scoring below this are not written.")
+flags.DEFINE_float("min_score", None, "--images, detection: detections scoring below this are not written "
+                   "(default: all the detector returns; R-CNN's SVM scores are margins, negative ones included).")
 
 
 def predict_images(config, workdir):
@@ -60,7 +69,8 @@ def predict_images(config, workdir):
     except (ValueError, FileNotFoundError) as error:
         cli.fail(str(error))
     print(f"{summary['images']} images: {os.path.join(summary['output'], 'predictions.jsonl')} and a picture each; "
-          f"weights: {summary['weights']}; class names: {summary['class_names']}")
+          f"weights: {summary['weights']}; class names: {summary['class_names']}"
+          + (f"; proposals: {summary['proposals']}" if "proposals" in summary else ""))
 
 
 def main(argv):
@@ -71,6 +81,12 @@ def main(argv):
         return predict_images(flags.FLAGS.config, flags.FLAGS.workdir)
     if not flags.FLAGS.workdir:
         cli.fail("--workdir is required (or --images with --config)")
+    from vision_jax.models.table import staged_function
+
+    if staged_function(flags.FLAGS.config, "evaluator"):
+        cli.fail(f"model {flags.FLAGS.config.model.name!r} is trained and evaluated in stages: its evaluate stage drew "
+                 f"the eval pictures into {os.path.join(flags.FLAGS.workdir, 'pictures')} (scripts/evaluate.py "
+                 f"re-evaluates); --images DIR --output OUT predicts on your images")
     exp = Experiment(flags.FLAGS.config, flags.FLAGS.workdir)
     if exp.manager.latest_step() is None:
         raise SystemExit(f"No checkpoint in {os.path.join(flags.FLAGS.workdir, 'checkpoints')}: train first.")

@@ -160,3 +160,105 @@ def test_segmenter_label_map_is_the_canvas_map_at_the_original_size(repo_root, p
         np.testing.assert_array_equal(label_map, predictions["labels"][b][np.ix_(r, c)])
         assert row["classes"] == {str(v): names[v] for v in np.unique(label_map)}
         assert os.path.isfile(output / f"{row['file']}.picture.png")
+
+
+# --- detectors on outside proposals: the folder's own selective search ----------------------------------
+def _scene_folder(folder, seed):
+    """Three PNGs made of shapes scenes (PNG: the decoders agree to the bit, so selective search sees the
+    same pixels here and in the pipeline), cropped to different sizes. File k is never the test split's scene
+    k, whose proposals the pipeline used to give it: a.png is test scene k + 1, b.png test scene 0 flipped,
+    c.png a train scene."""
+    from vision_jax.data import shapes
+
+    multi = shapes.VARIANTS["multi"]
+    test_scene = lambda index: shapes.generate_example(multi, 2_002, index)["image"]  # shapes_builder's test stream
+    k = seed % 50
+    images = {"a.png": test_scene(1)[:96], "b.png": test_scene(0)[:, ::-1][:, :112],
+              "c.png": shapes.generate_example(multi, 2_001, k)["image"][16:, 8:]}  # fmt: skip
+    os.makedirs(folder, exist_ok=True)
+    for name, image in images.items():
+        Image.fromarray(np.ascontiguousarray(image)).save(os.path.join(folder, name))
+    return [test_scene(position) for position in range(len(images))]
+
+
+def _proposals_reference(image, config):
+    """float64 NumPy: selective search of `image` scaled by the evaluation resize (short side min_size, long
+    side at most max_size, sides rounded), clipped to the resized image, boxes without area dropped."""
+    from vision_jax.data.selective_search import selective_search
+
+    boxes = selective_search(image, strategy=config.data.selective_search_strategy,
+                             max_proposals=int(config.data.max_proposals)).astype(np.float64)  # fmt: skip
+    height, width = image.shape[:2]
+    scale = min(config.data.min_size / min(height, width), config.data.max_size / max(height, width))
+    new_height, new_width = np.floor(height * scale + 0.5), np.floor(width * scale + 0.5)
+    boxes = boxes * np.array([new_width / width, new_height / height] * 2)
+    boxes = np.clip(boxes, 0, [new_width, new_height, new_width, new_height])
+    return boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+
+
+def _fast_rcnn_config(repo_root, proposals="selective_search"):
+    config = load_config_file(os.path.join(repo_root, "configs/detection/shapes_fast_rcnn.py"))
+    for key, value in {"image_size": 64, "min_size": 48, "max_size": 64, "proposal_workers": 1,
+                       "proposals": proposals}.items():  # fmt: skip
+        config.data[key] = value
+    config.model.width = 4
+    config.model.fast_rcnn.box_head_fc_dim = 16
+    return config
+
+
+def test_fast_rcnn_gets_selective_search_of_the_folders_own_images(repo_root, tmp_path, seed, monkeypatch):
+    from vision_jax.data import proposals as proposal_data
+    from vision_jax.train import folder_predictions
+
+    config = _fast_rcnn_config(repo_root)
+    folder = str(tmp_path / "images")
+    dataset_images = _scene_folder(folder, seed)
+
+    def no_split_table(data_config, split):
+        raise AssertionError(f"--images read the proposals of the dataset's {split!r} split")
+
+    monkeypatch.setattr(proposal_data, "proposal_table", no_split_table)
+    random_weights = lambda config, workdir, model, init_inputs: (
+        jax.device_get(model.init(jax.random.key(seed), **init_inputs, train=False)), "random")
+    monkeypatch.setattr(folder_predictions, "model_variables", random_weights)
+    fed = []  # what the predict step received
+    real_step = folder_predictions.make_predict_step
+
+    def recording_step(task, model, mesh):
+        step = real_step(task, model, mesh)
+        return lambda variables, batch: (fed.append(jax.device_get(batch)), step(variables, batch))[1]
+
+    monkeypatch.setattr(folder_predictions, "make_predict_step", recording_step)
+    summary = predict_folder(config, None, folder, str(tmp_path / "out"))
+    assert summary["images"] == 3 and "selective search ('fast'" in summary["proposals"]
+    (batch,) = fed
+    paths = image_files(folder)
+    for position, path in enumerate(paths):
+        expected = _proposals_reference(np.asarray(Image.open(path).convert("RGB")), config)
+        valid = batch["proposal_valid"][position].astype(bool)
+        assert valid.sum() == len(expected) > 0, (path, seed)
+        assert not valid[len(expected):].any()
+        np.testing.assert_allclose(batch["proposals"][position][: len(expected)], expected, atol=1e-3, err_msg=path)
+        # The dataset's image at this position (what the pipeline used to look up) has other proposals.
+        old = _proposals_reference(dataset_images[position], config)
+        assert old.shape != expected.shape or not np.allclose(old, expected, atol=1), (path, seed)
+    assert [row["file"] for row in _rows(tmp_path / "out")] == ["a.png", "b.png", "c.png"]
+
+
+def test_a_proposal_file_gives_way_to_selective_search_on_a_folder(repo_root, tmp_path, seed, caplog):
+    from vision_jax.data.info_without_data import known_info
+    from vision_jax.train.folder_predictions import folder_proposals
+
+    config = _fast_rcnn_config(repo_root, proposals=str(tmp_path / "detectron2_proposals.pkl"))
+    folder = str(tmp_path / "images")
+    _scene_folder(folder, seed)
+    paths = image_files(folder)
+    table, note = folder_proposals(config, _examples(paths, known_info(config.data)), folder)
+    assert "not the proposal file" in note and "selective search" in note
+    assert any("not the proposal file" in record.getMessage() for record in caplog.records)
+    from vision_jax.data.selective_search import selective_search
+
+    for position, path in enumerate(paths):
+        image = np.asarray(Image.open(path).convert("RGB"))
+        boxes, _ = table.lookup(position)
+        np.testing.assert_array_equal(boxes, selective_search(image, max_proposals=int(config.data.max_proposals)))

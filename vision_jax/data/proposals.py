@@ -9,7 +9,9 @@ API
 `ProposalTable.lookup(image_id) -> (boxes float32 [n, 4], scores float32 [n])`, n >= 1, at most
   `data.max_proposals`; `ProposalTable.tf_lookup(image_id)` is the same inside a tf.data graph.
 `compute_selective_search(ds, ...)`: the proposals of a dataset of canonical examples, in parallel
-  processes. `read_proposal_file(path)`, `write_proposal_npz(path, table)`, `proposal_recall(...)`.
+  processes; `selective_search_table(data_config, ds, source)` the same with the config's settings
+  (scripts/predict.py --images runs it on the user's folder). `read_proposal_file(path)`,
+  `write_proposal_npz(path, table)`, `proposal_recall(...)`.
 
 Config keys (`add_proposal_defaults`): `data.proposals` ('' = none, the default; 'selective_search';
 or a path to a .pkl / .npz file, where '{split}' in the path is replaced by the split's name),
@@ -367,9 +369,7 @@ def _read_or_compute(data_config, split: str, source: str, path: str, max_propos
     if source != SELECTIVE_SEARCH:
         ids, sizes = _split_ids_and_sizes(data_config, split)
         return read_proposal_file(path, ids, sizes, max_proposals=max_proposals)
-    strategy = data_config.selective_search_strategy
-    if strategy not in ss.STRATEGIES:
-        raise ValueError(f"config.data.selective_search_strategy={strategy!r} is not one of {ss.STRATEGIES}")
+    strategy = _strategy(data_config)
     from vision_jax.data import datasets
 
     ds, _ = datasets.load(data_config, split)
@@ -384,14 +384,31 @@ def _read_or_compute(data_config, split: str, source: str, path: str, max_propos
         logger.warning("proposal cache %s holds other image ids than %s/%s (the data changed): recomputing",
                        path, data_config.name, split)
     logger.info("selective search (%s) on %s/%s: computing once, cached at %s", strategy, data_config.name, split, path)
-    table = compute_selective_search(ds, strategy=strategy, max_proposals=max_proposals,
-                                     num_workers=int(data_config.get("proposal_workers", 0)), source=path)
+    table = selective_search_table(data_config, ds, source=path)
     write_proposal_npz(path, table)
     counts = table.counts()
     logger.info("selective search on %s/%s: %d images, %.1f proposals per image (min %d, max %d), %d whole-image "
                 "fallbacks", data_config.name, split, len(counts), counts.mean() if len(counts) else 0.0,
                 counts.min(initial=0), counts.max(initial=0), table.whole_image_fallbacks)
     return table
+
+
+def _strategy(data_config) -> str:
+    strategy = data_config.selective_search_strategy
+    if strategy not in ss.STRATEGIES:
+        raise ValueError(f"config.data.selective_search_strategy={strategy!r} is not one of {ss.STRATEGIES}")
+    return strategy
+
+
+def selective_search_table(data_config: ml_collections.ConfigDict, ds, source: str) -> ProposalTable:
+    """Selective search on every image of `ds` (canonical examples, keyed by their `image_id`) with the
+    config's settings (`data.selective_search_strategy`, `data.max_proposals`, `data.proposal_workers`),
+    not cached: the split tables above, and the folder of scripts/predict.py --images."""
+    max_proposals = int(data_config.max_proposals)
+    if max_proposals < 1:
+        raise ValueError(f"config.data.max_proposals={max_proposals} must be >= 1")
+    return compute_selective_search(ds, strategy=_strategy(data_config), max_proposals=max_proposals,
+                                    num_workers=int(data_config.get("proposal_workers", 0)), source=source)
 
 
 def _iterate_ids(ds) -> Iterator[int]:

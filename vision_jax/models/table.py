@@ -34,6 +34,14 @@ class ModelSpec:
     # evaluation); None for every model the loop trains. A string: the trainer imports the train package,
     # which imports this table.
     trainer: str | None = None
+    # Such a model's module does not follow its task's contract (R-CNN's is a classifier of warped regions),
+    # so scripts/evaluate.py and scripts/predict.py --images cannot use the loop's Experiment nor the task's
+    # predict: 'module:function' of what they run instead, None for the loop's models.
+    #   evaluator: (config, workdir, artifacts_dir) -> (step, metrics) on config.data.eval_split
+    #   folder_inference: (config, workdir, model) -> (init_inputs, make_predict), make_predict(variables) ->
+    #     predict(host detection batch with proposals) -> host predictions of the task's contract
+    evaluator: str | None = None
+    folder_inference: str | None = None
 
 
 _FCN = ModelSpec("segmentation", segmentation.GROUP, segmentation.FCNSettings, segmentation.build_fcn)
@@ -46,7 +54,9 @@ MODELS: dict[str, ModelSpec] = {
     "mask_rcnn": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_mask_rcnn),
     "mask_rcnn_c4": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_mask_rcnn_c4),
     "rcnn": ModelSpec("detection", rcnn.GROUP, RegionCNNSettings, build_region_cnn,
-                      trainer="vision_jax.models.rcnn.rcnn_stages:train_rcnn"),
+                      trainer="vision_jax.models.rcnn.rcnn_stages:train_rcnn",
+                      evaluator="vision_jax.models.rcnn.rcnn_stages:evaluate_rcnn",
+                      folder_inference="vision_jax.models.rcnn.rcnn_detector:folder_inference"),
     "fast_rcnn": ModelSpec("detection", rcnn.FAST_RCNN_GROUP, rcnn.FastRCNNSettings, rcnn.build_fast_rcnn),
     "sliding_window": ModelSpec(
         "detection", rcnn.SLIDING_WINDOW_GROUP, rcnn.SlidingWindowSettings, rcnn.build_sliding_window
@@ -90,7 +100,13 @@ def add_model_group(config: ml_collections.ConfigDict, name: str) -> None:
 
 def staged_trainer(config: ml_collections.ConfigDict) -> Callable | None:
     """The staged trainer of config.model.name (ModelSpec.trainer), imported; None for the one loop's models."""
-    reference = model_spec(config).trainer
+    return staged_function(config, "trainer")
+
+
+def staged_function(config: ml_collections.ConfigDict, field: str) -> Callable | None:
+    """The function a ModelSpec `field` ('trainer', 'evaluator', 'folder_inference') names for
+    config.model.name, imported; None where the model has none (the loop's models)."""
+    reference = getattr(model_spec(config), field)
     if reference is None:
         return None
     module, _, function = reference.partition(":")

@@ -66,12 +66,15 @@ class DetectionTask:
         size = self.config.data.image_size
         return {"images": np.zeros((1, size, size, 3), np.float32)}
 
-    def preprocess(self, info, train: bool):
+    def preprocess(self, info, train: bool, proposal_table=None):
+        """The detection input pipeline (detection_inputs.py). With data.proposals, the proposals come from
+        `proposal_table` (proposals.ProposalTable keyed by the examples' image ids) when given, else from the
+        table of the split (the train or eval split of data.*)."""
         # Evaluation batches carry ground-truth masks only for an evaluator that reads them there
         # (not the COCO evaluator of coco_json data, which reads the json, nor VOC's).
         data = self.config.data
         eval_masks = data.eval_metric == "coco" and data.name != "coco_json"
-        return make_detection_preprocess(self.config, info, train, eval_masks=eval_masks)
+        return make_detection_preprocess(self.config, info, train, eval_masks=eval_masks, proposal_table=proposal_table)
 
     def loss(self, model, variables, batch, rng, train):
         outputs, new_state = model.apply(

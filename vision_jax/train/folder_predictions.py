@@ -6,6 +6,19 @@ Each image goes through its task's evaluation preprocessing (the canonical examp
 file alone, ground truth empty), so it is resized exactly as in evaluation. No dataset is read: the
 class names come from vision_jax.data.info_without_data.
 
+Proposals. A detector that takes region proposals from outside the network (`data.proposals` set: Fast
+R-CNN, R-CNN) gets those of the folder's own images: selective search on each file with the config's
+settings (`data.selective_search_strategy`, `data.max_proposals`, `data.proposal_workers` processes;
+proposals.selective_search_table), keyed by the file's position as its examples are, then scaled with the
+image by the evaluation resize. Not cached: a folder is not a dataset split. When `data.proposals` names a
+proposal FILE, its ids are those of a dataset's images, not of the folder's: selective search is used all
+the same, and the summary (printed by predict.py) and a warning say so.
+
+R-CNN (model 'rcnn') classifies warped regions rather than taking images, so the task's predict does not
+apply: its ModelSpec.folder_inference (vision_jax/models/rcnn/rcnn_detector.py) gives the init inputs and
+the batch function (CNN on every warped proposal, SVMs or softmax, box regression, NMS); it needs the
+--workdir of a finished run (its SVMs and box regressors).
+
 Written into OUT:
 
 * `predictions.jsonl`, one object per image, in file-name order:
@@ -23,8 +36,9 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -34,12 +48,16 @@ from PIL import Image
 
 from vision_jax import tasks, viz
 from vision_jax.data import pipeline
+from vision_jax.data import proposals as proposal_data
 from vision_jax.data.image_files import decoded_images
 from vision_jax.data.info_without_data import info_for_prediction
 from vision_jax.evaluation.coco import boxes_to_original, encode_masks, masks_to_original
+from vision_jax.models.table import staged_function
 from vision_jax.train import parallel
 from vision_jax.train.initialization import apply_loaded, latest_checkpoint, load_init
 from vision_jax.train.steps import make_predict_step
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SUPPORTED_TASKS = ("classification", "detection", "segmentation")
@@ -95,28 +113,65 @@ def _examples(paths: list[str], info) -> tf.data.Dataset:
     return tf.data.Dataset.zip(positions, decoded_images("--images", paths)).map(canonical)
 
 
+def folder_proposals(config: ml_collections.ConfigDict, examples: tf.data.Dataset,
+                     folder: str) -> tuple[proposal_data.ProposalTable | None, str]:
+    """(the selective-search proposals of `examples` (_examples of the folder's files), a note saying how they
+    were made) for a detector with `data.proposals` set; (None, '') otherwise (module docstring)."""
+    source = (config.data.get("proposals") or "") if config.task == "detection" else ""
+    if not source:
+        return None, ""
+    data = config.data
+    note = (f"selective search ({data.selective_search_strategy!r}, at most {int(data.max_proposals)} per image) on "
+            f"the images of {folder}")
+    if source != proposal_data.SELECTIVE_SEARCH:
+        note += (f", not the proposal file of config.data.proposals={source!r}: its image ids are a dataset's, "
+                 f"not this folder's")
+        logger.warning("--images: %s", note)
+    return proposal_data.selective_search_table(data, examples, source=f"selective search on {folder}"), note
+
+
+def _task_inference(task, model, info) -> tuple[dict, Callable]:
+    """(init inputs, make_predict(variables) -> predict(host batch) -> host predictions) through the task's
+    predict, data-parallel over the local devices."""
+    mesh = parallel.make_mesh()
+    predict_step = make_predict_step(task, model, mesh)
+
+    def make_predict(variables):
+        variables = parallel.replicate(variables, mesh)
+        return lambda local: parallel.to_host(predict_step(variables, parallel.global_batch(local, mesh)))
+
+    return task.init_inputs(info), make_predict
+
+
 def predict_folder(
-    config: ml_collections.ConfigDict, workdir: str | None, images: str, output: str, min_score: float = 0.0
+    config: ml_collections.ConfigDict, workdir: str | None, images: str, output: str, min_score: float | None = None
 ) -> dict[str, Any]:
-    """Writes the files of the module docstring into `output`; returns a summary (counts, sources)."""
+    """Writes the files of the module docstring into `output`; returns a summary (counts, sources).
+    min_score: detections scoring below it are not written (None: every detection the detector returns; R-CNN's
+    SVM scores are margins, negative down to model.rcnn.test_score_threshold)."""
     if config.task not in SUPPORTED_TASKS:
         raise ValueError(f"--images predicts for the tasks {SUPPORTED_TASKS}, not config.task={config.task!r}")
     paths = image_files(images)
     info, info_source = info_for_prediction(config.data, workdir)
     task = tasks.get_task(config)
     model = task.build_model(info)
-    variables, weights_source = model_variables(config, workdir, model, task.init_inputs(info))
-    mesh = parallel.make_mesh()
-    predict_step = make_predict_step(task, model, mesh)
-    variables = parallel.replicate(variables, mesh)
+    staged = staged_function(config, "folder_inference")  # R-CNN: its own (module docstring)
+    init_inputs, make_predict = staged(config, workdir, model) if staged else _task_inference(task, model, info)
+    variables, weights_source = model_variables(config, workdir, model, init_inputs)
+    predict = make_predict(variables)
+    examples = _examples(paths, info)
+    table, proposals_source = folder_proposals(config, examples, images)
+    if table is None:
+        preprocess = task.preprocess(info, False)
+    else:  # the folder's own proposals: without a table, the task's preprocess reads data.eval_split's
+        preprocess = task.preprocess(info, False, proposal_table=table)
     devices = jax.device_count()
     batch_size = devices * max(1, min(MAX_BATCH, -(-len(paths) // devices)))
     os.makedirs(output, exist_ok=True)
     rows = []
-    batches = pipeline.eval_batches(_examples(paths, info), task.preprocess(info, False), batch_size=batch_size)
     files = iter(paths)
-    for local in batches:
-        predictions = parallel.to_host(predict_step(variables, parallel.global_batch(local, mesh)))
+    for local in pipeline.eval_batches(examples, preprocess, batch_size=batch_size):
+        predictions = predict(local)
         for b in np.flatnonzero(local["example_valid"]):
             path = next(files)
             one = {k: np.asarray(v[b]) for k, v in predictions.items()}
@@ -125,7 +180,10 @@ def predict_folder(
             Image.fromarray(picture).save(os.path.join(output, f"{os.path.basename(path)}.picture.png"))
     with open(os.path.join(output, PREDICTIONS_FILE), "w") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
-    return {"images": len(rows), "weights": weights_source, "class_names": info_source, "output": output}
+    summary = {"images": len(rows), "weights": weights_source, "class_names": info_source, "output": output}
+    if proposals_source:
+        summary["proposals"] = proposals_source
+    return summary
 
 
 def _original(path: str) -> np.ndarray:
@@ -150,7 +208,9 @@ def _describe(config, info, path, prediction, example, output, min_score) -> tup
 
 
 def _detections(config, info, name, image, prediction, example, min_score) -> tuple[dict, np.ndarray]:
-    keep = prediction["valid"].astype(bool) & (prediction["scores"] >= min_score)
+    keep = prediction["valid"].astype(bool)
+    if min_score is not None:
+        keep &= prediction["scores"] >= min_score
     order = np.flatnonzero(keep)[np.argsort(-prediction["scores"][keep], kind="stable")]
     image_info = np.asarray(example["image_info"], np.float64)
     boxes = boxes_to_original(prediction["boxes"][order], image_info)

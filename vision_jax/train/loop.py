@@ -138,12 +138,20 @@ class Experiment:
                 write_pictures(pictures_dir, pictures)
                 drawn = True
         results = evaluator.result()
-        if artifacts_dir and hasattr(evaluator, "artifacts") and jax.process_index() == 0:
-            os.makedirs(artifacts_dir, exist_ok=True)
-            for name, content in evaluator.artifacts().items():
-                with open(os.path.join(artifacts_dir, f"step_{self.step:08d}_{name}"), "w") as f:
-                    json.dump(content, f)
+        if artifacts_dir and jax.process_index() == 0:
+            write_artifacts(evaluator, artifacts_dir, self.step)
         return results
+
+
+def write_artifacts(evaluator, artifacts_dir: str, step: int) -> None:
+    """The evaluator's artifacts (if it has any, e.g. COCO's detections) as JSON files
+    `artifacts_dir/step_<step, 8 digits>_<name>`."""
+    if not hasattr(evaluator, "artifacts"):
+        return
+    os.makedirs(artifacts_dir, exist_ok=True)
+    for name, content in evaluator.artifacts().items():
+        with open(os.path.join(artifacts_dir, f"step_{step:08d}_{name}"), "w") as f:
+            json.dump(content, f)
 
 
 def initialise_from(config: ml_collections.ConfigDict, state: TrainState, tx) -> tuple[TrainState, str]:

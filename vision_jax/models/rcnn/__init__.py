@@ -23,7 +23,10 @@ decoding, and the builders. Fast R-CNN, R-CNN and Mask R-CNN join this folder.
     rcnn_box_regression.py  class-specific ridge box regression (targets of the paper's appendix C)
     rcnn_inference.py  SVM / softmax scores, box regression, per-class NMS
     rcnn_stages.py     train_rcnn: proposals, finetune, features, svm, box_regression, evaluate,
-                       each resumable (scripts/train.py runs it through ModelSpec.trainer)
+                       each resumable (scripts/train.py runs it through ModelSpec.trainer); evaluate_rcnn
+                       (scripts/evaluate.py, ModelSpec.evaluator)
+    rcnn_detector.py   a finished run's whole detector as one batch function (scripts/predict.py --images,
+                       ModelSpec.folder_inference)
     windows.py      sliding-window detection's window boxes (input pixels, exact) and labels
     sliding_window.py  SlidingWindowSettings (config.model.sliding_window.*) and the OverFeat-style
                     sliding-window detector: window classifiers run as convolutions over a pyramid

@@ -3,8 +3,11 @@ for every class by the SVMs (or the fine-tuned softmax), moved by the class's bo
 greedy NMS at 0.3 and the top detections (vision_jax.ops.multiclass_detections, on the boxes after
 regression: rcnn_test_bbox_regressor.m regresses the scored boxes, the VOC evaluation then suppresses).
 
-    heads = RCNNHeads.load(svm_path, box_regression_path)
-    predictions = detect_batch(batch, outputs, regions, heads, settings, variant)   # NumPy, the detector contract's
+    heads = heads_for(RCNNHeads.load(svm_path, box_regression_path), variant)
+    regions = batch_regions(batch, include_ground_truth=False)                       # rcnn_regions.py
+    outputs = region_outputs(forward, variables, images, image_sizes, regions, settings.regions_per_call)
+    predictions = detect_batch(outputs, regions, heads, variant, batch, image_sizes, settings)
+    # NumPy: the detections dict of the detector contract, boxes in network-input pixels
 """
 
 from __future__ import annotations
@@ -105,3 +108,25 @@ def heads_for(heads: RCNNHeads, variant: Variant) -> dict[str, np.ndarray]:
             raise ValueError("R-CNN's box regression needs the box-regression stage's output (box_regression.npz)")
         arrays.update(box_weights=heads.box_weights, box_biases=heads.box_biases)
     return arrays
+
+
+def padded_to_calls(outputs: dict[str, np.ndarray], boxes: np.ndarray, regions_per_call: int) -> tuple[dict, jax.Array]:
+    """The regions' CNN outputs [R, ...] and boxes [R, 4] zero-padded to whole calls of regions_per_call rows,
+    as the CNN ran, on the device: score_regions then compiles once per number of calls, not once per R."""
+    count = len(boxes)
+    padded = max(1, -(-count // regions_per_call)) * regions_per_call
+    pad = lambda x: np.concatenate([x, np.zeros((padded - count, *x.shape[1:]), x.dtype)])
+    return {k: jnp.asarray(pad(v)) for k, v in outputs.items()}, jnp.asarray(pad(np.asarray(boxes, np.float32)))
+
+
+def detect_batch(outputs: dict[str, np.ndarray], regions: BatchRegions, heads: dict, variant: Variant,
+                 batch: dict[str, np.ndarray], image_sizes: np.ndarray,
+                 settings: RegionCNNSettings) -> dict[str, np.ndarray]:
+    """A detection batch's detections (NumPy, network-input pixels, [B, test_max_detections, ...]) from its
+    regions' CNN outputs (rcnn_regions.region_outputs): scored and regressed as `variant` says with the
+    arrays `heads` (heads_for), then per-class NMS (postprocess). image_sizes: [B, 2] (h, w) resized."""
+    device_outputs, device_boxes = padded_to_calls(outputs, regions.boxes, settings.regions_per_call)
+    scores, class_boxes = score_regions(device_outputs, device_boxes, heads, variant.scorer, variant.box_regression)
+    count = len(regions.boxes)
+    return postprocess(regions, np.asarray(scores)[:count], np.asarray(class_boxes)[:count], len(batch["image"]),
+                       batch["proposals"].shape[1], np.asarray(image_sizes), settings)

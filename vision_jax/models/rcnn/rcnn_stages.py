@@ -25,6 +25,9 @@ continues with the first one missing. The eval row holds the configured detector
 and, for comparison, `softmax_AP*` (the fine-tuned CNN's own scores, no box regression) and `svm_AP*`
 (SVMs without box regression), as the paper's ablations. Single process (the CNN stages use every local
 device through vision_jax.train's data-parallel step; the SVM and regression stages are NumPy/scikit-learn).
+
+`evaluate_rcnn(config, workdir, artifacts_dir)` (ModelSpec.evaluator) is what scripts/evaluate.py runs for a
+finished run: the evaluate stage's metrics again (evaluate_detector), on any split, the run's record untouched.
 """
 
 from __future__ import annotations
@@ -46,10 +49,11 @@ from vision_jax.data import proposals as proposal_data
 from vision_jax.data.detection_inputs import make_detection_preprocess
 from vision_jax.models.rcnn.rcnn_box_regression import box_iou_numpy, fit_box_regressors, regression_examples
 from vision_jax.models.rcnn.rcnn_finetune import FinetuneTask
-from vision_jax.models.rcnn.rcnn_inference import RCNNHeads, Variant, heads_for, postprocess, score_regions
+from vision_jax.models.rcnn.rcnn_inference import (RCNNHeads, Variant, heads_for, padded_to_calls, postprocess,
+                                                   score_regions)
 from vision_jax.models.rcnn.rcnn_regions import batch_regions, make_region_forward, region_outputs
 from vision_jax.models.rcnn.rcnn_svm import feature_scale, mine_svm
-from vision_jax.models.rcnn.region_cnn import rcnn_settings_from_config
+from vision_jax.models.rcnn.region_cnn import rcnn_settings_from_config, region_cnn_init_inputs
 from vision_jax.models.table import build_model
 from vision_jax.train import checkpoints, parallel, run_config
 from vision_jax.train.config import ConfigError, validate
@@ -127,6 +131,7 @@ class RCNNRun:
         self.canvas = int(config.data.image_size)
         self._tables: dict[str, proposal_data.ProposalTable] = {}
         self._variables = None
+        self.checkpoint_step: int | None = None  # the step of the variables, once loaded
         self.tx, self.schedule = build_optimizer(config.optimizer, config.train.num_steps)
 
     def path(self, name: str) -> str:
@@ -141,8 +146,7 @@ class RCNNRun:
         return make_detection_preprocess(self.config, self.info, train, split=split, proposal_table=self.table(split))
 
     def init_state(self):
-        crops = np.zeros((1, self.settings.crop_size, self.settings.crop_size, 3), np.float32)
-        return create_train_state(self.model, {"crops": crops}, self.tx, self.config.seed)
+        return create_train_state(self.model, region_cnn_init_inputs(self.settings), self.tx, self.config.seed)
 
     def restore(self, manager, step: int):
         sharding = parallel.replicated(self.mesh)
@@ -157,7 +161,7 @@ class RCNNRun:
             step = manager.latest_step()
             if step is None:
                 raise FileNotFoundError(f"{self.workdir}/checkpoints holds no checkpoint: the finetune stage has not run")
-            self._variables = self.restore(manager, step).variables
+            self._variables, self.checkpoint_step = self.restore(manager, step).variables, step
             manager.close()
         return self._variables
 
@@ -229,7 +233,7 @@ def stage_finetune(run: RCNNRun) -> dict:
         manager.close()
         writer.close()
         progress.close()
-    run._variables = state.variables
+    run._variables, run.checkpoint_step = state.variables, int(t.num_steps)
     return {"steps": int(t.num_steps)}
 
 
@@ -330,7 +334,14 @@ def selective_search_seconds(run: RCNNRun, num_images: int = 16) -> float:
     return (time.perf_counter() - start) / max(len(images), 1)
 
 
-def stage_evaluate(run: RCNNRun) -> dict:
+def evaluate_detector(run: RCNNRun, pictures_dir: str | None = None) -> tuple[dict, dict, int, object]:
+    """config.data.eval_split through the whole detector (settings.test_scorer, test_box_regression) and, for
+    comparison, the softmax and the SVMs without box regression, each scored by the detection task's evaluator.
+
+    Returns (metrics: the detector's, plus COMPARISON_METRICS of the two others prefixed 'softmax_' / 'svm_';
+    seconds per part ('features', 'heads', 'postprocess') summed over every batch but the first, which
+    compiles; the number of images timed; the detector's evaluator, for its artifacts). With pictures_dir, the
+    first batch's detections are drawn there (config.train.num_pictures)."""
     s, config = run.settings, run.config
     heads = RCNNHeads.load(run.path("svm.npz"), run.path("box_regression.npz"))
     variants = {"": Variant(s.test_scorer, s.test_box_regression), "softmax_": Variant("softmax", False),
@@ -346,19 +357,15 @@ def stage_evaluate(run: RCNNRun) -> dict:
     batches = pipeline.eval_batches(eval_ds, run.preprocess(config.data.eval_split, False),
                                     batch_size=config.train.eval_batch_size)  # fmt: skip
     seconds = {"features": 0.0, "heads": 0.0, "postprocess": 0.0}
-    timed_images, drawn = 0, False
+    timed_images, drawn = 0, not pictures_dir
     for index, batch in enumerate(batches):
         images, sizes = run.regions_of(batch)
         regions = batch_regions(batch, include_ground_truth=False)
         start = time.perf_counter()
         outputs = region_outputs(forward, variables, images, sizes, regions, s.regions_per_call)
         features_done = time.perf_counter()
-        # Padded to whole calls, as the CNN ran, so that the heads compile once, not once per region count.
         count = len(regions.boxes)
-        padded = max(1, -(-count // s.regions_per_call)) * s.regions_per_call
-        pad = lambda x: np.concatenate([x, np.zeros((padded - count, *x.shape[1:]), x.dtype)])
-        device_outputs = {k: jnp.asarray(pad(v)) for k, v in outputs.items()}
-        device_boxes = jnp.asarray(pad(regions.boxes))
+        device_outputs, device_boxes = padded_to_calls(outputs, regions.boxes, s.regions_per_call)
         for prefix, variant in variants.items():
             heads_start = time.perf_counter()
             scores, class_boxes = score_regions(device_outputs, device_boxes, arrays[prefix], variant.scorer,
@@ -376,17 +383,23 @@ def stage_evaluate(run: RCNNRun) -> dict:
                 n = config.train.num_pictures
                 pictures = task.draw({k: v[:n] for k, v in batch.items()},
                                                       {k: v[:n] for k, v in predictions.items()}, run.info)  # fmt: skip
-                write_pictures(os.path.join(run.workdir, "pictures"), pictures)
+                write_pictures(pictures_dir, pictures)
                 drawn = True
         if index > 0:
             seconds["features"] += features_done - start
             timed_images += int(np.sum(batch["example_valid"]))
-    per_image = {f"seconds_per_image_{k}": v / max(timed_images, 1) for k, v in seconds.items()}
-    per_image["seconds_per_image_proposals"] = selective_search_seconds(run)
     results = dict(evaluators[""].result())
     for prefix in ("softmax_", "svm_"):
         other = evaluators[prefix].result()
         results.update({prefix + key: other[key] for key in COMPARISON_METRICS if key in other})
+    return results, seconds, timed_images, evaluators[""]
+
+
+def stage_evaluate(run: RCNNRun) -> dict:
+    config = run.config
+    results, seconds, timed_images, _ = evaluate_detector(run, os.path.join(run.workdir, "pictures"))
+    per_image = {f"seconds_per_image_{k}": v / max(timed_images, 1) for k, v in seconds.items()}
+    per_image["seconds_per_image_proposals"] = selective_search_seconds(run)
     step = int(config.train.num_steps)
     writer = MetricWriter(run.workdir, step, rewrite_eval_at_start=True)
     writer.write(step, "eval", results)
@@ -397,6 +410,35 @@ def stage_evaluate(run: RCNNRun) -> dict:
     _say("R-CNN inference seconds per image: " + ", ".join(f"{k[len('seconds_per_image_'):]} {v:.4f}"
                                                            for k, v in per_image.items()))  # fmt: skip
     return {"metrics": results, "inference": per_image}
+
+
+def require_trained_stages(workdir: str) -> None:
+    """FileNotFoundError naming the stages before 'evaluate' that `workdir` has not finished, and the command
+    that runs them."""
+    log = StageLog(workdir)
+    missing = [stage for stage in STAGES[: STAGES.index("evaluate")] if not log.done(stage)]
+    if missing:
+        raise FileNotFoundError(
+            f"model 'rcnn': {workdir} has not finished the stages {missing} (recorded in {log.path}); "
+            f"`python scripts/train.py --workdir {workdir} --config CONFIG` runs the missing stages and evaluates")
+
+
+def evaluate_rcnn(config: ml_collections.ConfigDict, workdir: str,
+                  artifacts_dir: str | None = None) -> tuple[int, dict]:
+    """scripts/evaluate.py for model 'rcnn' (ModelSpec.evaluator): the evaluate stage's metrics (evaluate_detector)
+    of a run whose other stages have finished, on config.data.eval_split, with the CNN of the latest checkpoint
+    and the run's SVMs and box regressors. Nothing of the run is rewritten (no metrics.jsonl row, pictures or
+    rcnn/evaluation.json: the stage's own record stays); the evaluator's artifacts (COCO: the detections) go into
+    artifacts_dir as step_<N>_<name>, as evaluate.py writes them for the other models. Returns (step, metrics)."""
+    from vision_jax.train.loop import write_artifacts
+
+    require_trained_stages(workdir)
+    run = RCNNRun(config, workdir)
+    results, _, _, evaluator = evaluate_detector(run)
+    step = int(run.checkpoint_step)
+    if artifacts_dir:
+        write_artifacts(evaluator, artifacts_dir, step)
+    return step, results
 
 
 STAGE_FUNCTIONS = {"proposals": stage_proposals, "finetune": stage_finetune, "features": stage_features,

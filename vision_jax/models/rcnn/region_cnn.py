@@ -5,6 +5,7 @@ connected layer ('features', the paper's fc7) and the box regressors its pooled 
     model = build_region_cnn(config, num_classes)
     out = model.apply(variables, crops, train=False)   # crops float32 [N, S, S, 3] (region_warp.py)
     out['logits'] [N, C + 1], out['features'] [N, D_fc], out['pooled'] [N, D_pool]  (float32)
+    variables = model.init(key, **region_cnn_init_inputs(settings), train=False)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from vision_jax.models.classifier import VGG_FC_POOL_SIZE, adaptive_avg_pool, select_feature, vgg_fc_kernel_init
 from vision_jax.models.from_config import backbone_from_config, compute_dtype
@@ -65,3 +67,8 @@ def build_region_cnn(config: ml_collections.ConfigDict, num_classes: int) -> Reg
         settings=rcnn_settings_from_config(config),
         dtype=compute_dtype(config.model),
     )
+
+
+def region_cnn_init_inputs(settings: RegionCNNSettings) -> dict[str, np.ndarray]:
+    """The keyword inputs that initialise a RegionCNN: one zero crop, float32 [1, S, S, 3] (S = crop_size)."""
+    return {"crops": np.zeros((1, settings.crop_size, settings.crop_size, 3), np.float32)}
