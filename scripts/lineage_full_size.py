@@ -26,11 +26,12 @@ Per photo, at batch 1:
 * R-CNN (configs/detection/rcnn_vgg16_voc.py): the photo resized to long side 500 on the 512 canvas;
   features = every proposal warped to 224 (16 px context) and run through VGG-16 + fc6 + fc7 in calls of
   `--regions_per_call` (the calls have one static shape, so the cost is the number of calls times the cost
-  of one). With `--rcnn_regions N` > 0, the first N regions are run and timed and the CNN time is scaled by
+  of one), median of `--repeats` runs after an untimed one. With `--rcnn_regions N` > 0, the first N regions are run and timed and the CNN time is scaled by
   calls(P) / calls(N) (a ~10-minute measurement per photo otherwise; `--rcnn_regions 0` runs all P and
   checks the scaling); heads = the SVMs and box regressors on all P regions; postprocess = per-class NMS.
-* GFLOP per image: XLA's cost analysis of Fast R-CNN's inference in one jit, and of one R-CNN CNN call
-  times the number of calls (heads and NMS are a rounding error for R-CNN).
+* GFLOP per image: XLA's cost analysis (of the lowered computation) of Fast R-CNN's inference in one jit,
+  and of one R-CNN CNN call times the number of calls (heads and NMS are a rounding error for R-CNN);
+  tests/detection/test_lineage_full_size.py checks both against VGG-16 counted by hand.
 
 Prints a markdown table and the load average before and after (the machine may be shared); `--json PATH`
 writes the rows.
@@ -51,7 +52,7 @@ import tensorflow as tf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from full_size import flops_of, load_average  # noqa: E402
+from full_size import load_average  # noqa: E402
 from inference_parts import detector_parts  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
@@ -108,7 +109,7 @@ def time_fast_rcnn(config, model, variables, image: np.ndarray, boxes: np.ndarra
     seconds = {name: median_seconds(call, repeats) for name, call in parts.items()}
     given = {k: jnp.asarray(v) for k, v in proposals.items()}
     one_jit = jax.jit(lambda v, x, s, t: model.apply(v, x, s, t, train=False))
-    gflop = flops_of(one_jit.lower(variables, images, sizes, given).compile()) / 1e9
+    gflop = one_jit.lower(variables, images, sizes, given).cost_analysis()["flops"] / 1e9
     return {"seconds": seconds, "whole_seconds": median_seconds(whole, repeats), "gflop": gflop}
 
 
@@ -134,13 +135,10 @@ def time_rcnn(config, model, variables, image: np.ndarray, boxes: np.ndarray, ar
     subset = BatchRegions(regions.image_index[:run], regions.boxes[:run], regions.slot[:run], regions.gt_class[:run])
     forward = make_region_forward(model, settings)
     features = lambda: region_outputs(forward, variables, images, sizes, subset, per_call)
-    jax.block_until_ready(forward(variables, images, sizes, jnp.zeros(per_call, jnp.int32),
-                                  jnp.asarray(regions.boxes[:per_call])))  # compile outside the timing
-    start = time.perf_counter()
-    outputs = features()
-    cnn_seconds = (time.perf_counter() - start) * calls / calls_run
+    outputs = features()  # untimed: compiles, and the first call's one-off costs stay out of the timing
+    cnn_seconds = median_seconds(features, args.repeats, warmup=False) * calls / calls_run
     one_call = forward.lower(variables, images, sizes, jnp.zeros(per_call, jnp.int32), jnp.zeros((per_call, 4)))
-    gflop = flops_of(one_call.compile()) * calls / 1e9
+    gflop = one_call.cost_analysis()["flops"] * calls / 1e9
     # Heads and NMS on all P regions: the subset's outputs repeated to P rows (only their shapes matter).
     outputs = {k: np.resize(v, (count, *v.shape[1:])) for k, v in outputs.items()}
     heads = random_heads(outputs, VOC_CLASSES, seed=0)
@@ -185,7 +183,7 @@ def markdown(rows: list[dict]) -> str:
             d, s = row[name], row[name]["seconds"]
             lines.append(f"| {row['photo']} | {row['proposals']} | {row['selective_search_seconds']:.2f} | {label} | "
                          f"{s['features']:.2f} | {s['heads']:.3f} | {s['postprocess']:.3f} | {d['total_seconds']:.2f} | "
-                         f"{d['gflop']:.0f} | {ratio:.1f}x (FLOP {row['rcnn']['gflop'] / row['fast_rcnn']['gflop']:.0f}x) |")
+                         f"{d['gflop']:.4g} | {ratio:.1f}x (FLOP {row['rcnn']['gflop'] / row['fast_rcnn']['gflop']:.0f}x) |")
     return "\n".join(lines)
 
 
