@@ -205,7 +205,7 @@ def time_rcnn(config, workdir: str, trained: bool, args) -> tuple[dict, float, i
 
     from vision_jax.models.rcnn.rcnn_inference import RCNNHeads, Variant, heads_for
     from vision_jax.models.rcnn.rcnn_regions import batch_regions
-    from vision_jax.models.rcnn.rcnn_stages import RCNNRun
+    from vision_jax.models.rcnn.rcnn_run import RCNNRun
     from vision_jax.data import pipeline, datasets
 
     with tempfile.TemporaryDirectory() as scratch:

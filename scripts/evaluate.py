@@ -8,7 +8,7 @@ and writes the evaluator's artifacts (COCO: the detections) into DIR/eval/step_<
 
 R-CNN (model 'rcnn', trained in stages by scripts/train.py): its evaluate stage's metrics on the split
 (the detector, and the softmax_* / svm_* ablations) from the latest checkpoint and the run's SVMs and box
-regressors (vision_jax/models/rcnn/rcnn_stages.py, evaluate_rcnn); the stage's own record
+regressors (vision_jax/models/rcnn/rcnn_evaluation.py, evaluate_rcnn); the stage's own record
 (metrics.jsonl, rcnn/evaluation.json, pictures) is left as it is.
 """
 

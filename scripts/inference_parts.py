@@ -151,10 +151,10 @@ def rcnn_parts(model, variables, settings, images: jax.Array, image_sizes: jax.A
     """The same split for R-CNN (a staged model, not one module): 'features' = warp every region and run
     the CNN on it (rcnn_regions.region_outputs), 'heads' = SVM scores and box regressors
     (rcnn_inference.score_regions), 'postprocess' = per-class NMS (rcnn_inference.postprocess); whole = the
-    three in a row, as rcnn_stages.stage_evaluate runs them. regions: rcnn_regions.BatchRegions of the
+    three in a row, as rcnn_evaluation.evaluate_detector runs them. regions: rcnn_regions.BatchRegions of the
     images' proposals; heads: rcnn_inference.heads_for's arrays; variant: rcnn_inference.Variant.
 
-    Unlike stage_evaluate (regions_per_call regions per call, the last call padded), the CNN here runs the
+    Unlike evaluate_detector (regions_per_call regions per call, the last call padded), the CNN here runs the
     image's regions padded to a multiple of 64 in one call: at batch 1 the configured 1024 would charge one
     image for ~10x the regions it has.
     """

@@ -26,7 +26,8 @@ from vision_jax.data.proposals import ProposalTable
 from vision_jax.data.selective_search import selective_search
 from vision_jax.models.rcnn.rcnn_inference import RCNNHeads, Variant, heads_for, postprocess, score_regions
 from vision_jax.models.rcnn.rcnn_regions import batch_regions, make_region_forward, region_outputs
-from vision_jax.models.rcnn.rcnn_stages import RCNNRun, train_rcnn
+from vision_jax.models.rcnn.rcnn_run import RCNNRun
+from vision_jax.models.rcnn.rcnn_stages import train_rcnn
 from vision_jax.tasks.detection import DetectionTask
 from vision_jax.train.folder_predictions import predict_folder
 
@@ -147,7 +148,8 @@ def test_predict_images_gives_the_evaluate_stage_detections_of_each_file(tiny_ru
 
 def test_a_run_with_a_stage_missing_is_refused_naming_it_and_the_command(tiny_run, tmp_path, rng):
     from vision_jax.models.rcnn.rcnn_detector import folder_inference
-    from vision_jax.models.rcnn.rcnn_stages import STAGES, evaluate_rcnn
+    from vision_jax.models.rcnn.rcnn_evaluation import evaluate_rcnn
+    from vision_jax.models.rcnn.rcnn_run import STAGES
 
     config, workdir = tiny_run
     shutil.copytree(os.path.join(workdir, "rcnn"), tmp_path / "rcnn")

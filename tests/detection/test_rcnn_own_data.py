@@ -12,7 +12,8 @@ import pytest
 from command_line import command_line_config
 from test_detection_own_data import write_scenes
 
-from vision_jax.models.rcnn.rcnn_stages import STAGES, train_rcnn
+from vision_jax.models.rcnn.rcnn_run import STAGES
+from vision_jax.models.rcnn.rcnn_stages import train_rcnn
 
 FAST = [
     "--config.data.image_size=64",

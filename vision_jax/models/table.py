@@ -55,7 +55,7 @@ MODELS: dict[str, ModelSpec] = {
     "mask_rcnn_c4": ModelSpec("detection", rcnn.GROUP, rcnn.RCNNSettings, rcnn.build_mask_rcnn_c4),
     "rcnn": ModelSpec("detection", rcnn.GROUP, RegionCNNSettings, build_region_cnn,
                       trainer="vision_jax.models.rcnn.rcnn_stages:train_rcnn",
-                      evaluator="vision_jax.models.rcnn.rcnn_stages:evaluate_rcnn",
+                      evaluator="vision_jax.models.rcnn.rcnn_evaluation:evaluate_rcnn",
                       folder_inference="vision_jax.models.rcnn.rcnn_detector:folder_inference"),
     "fast_rcnn": ModelSpec("detection", rcnn.FAST_RCNN_GROUP, rcnn.FastRCNNSettings, rcnn.build_fast_rcnn),
     "sliding_window": ModelSpec(

@@ -22,9 +22,12 @@ decoding, and the builders. Fast R-CNN, R-CNN and Mask R-CNN join this folder.
     rcnn_svm.py        per-class linear SVMs with hard negative mining (liblinear via scikit-learn)
     rcnn_box_regression.py  class-specific ridge box regression (targets of the paper's appendix C)
     rcnn_inference.py  SVM / softmax scores, box regression, per-class NMS
+    rcnn_run.py        the state the stages share (RCNNRun), the record of finished stages
+                       (W/rcnn/stages.json, StageLog), atomic writers of the run's files
     rcnn_stages.py     train_rcnn: proposals, finetune, features, svm, box_regression, evaluate,
-                       each resumable (scripts/train.py runs it through ModelSpec.trainer); evaluate_rcnn
-                       (scripts/evaluate.py, ModelSpec.evaluator)
+                       each resumable (scripts/train.py runs it through ModelSpec.trainer)
+    rcnn_evaluation.py the detector and its softmax / SVM ablations on the eval split (the evaluate stage);
+                       evaluate_rcnn (scripts/evaluate.py, ModelSpec.evaluator)
     rcnn_detector.py   a finished run's whole detector as one batch function (scripts/predict.py --images,
                        ModelSpec.folder_inference)
     windows.py      sliding-window detection's window boxes (input pixels, exact) and labels

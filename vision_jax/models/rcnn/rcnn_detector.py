@@ -26,7 +26,7 @@ import numpy as np
 
 from vision_jax.models.rcnn.rcnn_inference import RCNNHeads, Variant, detect_batch, heads_for
 from vision_jax.models.rcnn.rcnn_regions import batch_regions, make_region_forward, region_outputs
-from vision_jax.models.rcnn.rcnn_stages import FOLDER, require_trained_stages
+from vision_jax.models.rcnn.rcnn_run import FOLDER, require_trained_stages
 from vision_jax.models.rcnn.region_cnn import rcnn_settings_from_config, region_cnn_init_inputs
 
 Predict = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
