@@ -21,15 +21,18 @@ def iou(a, b):
 
 
 def planted_image(rng, height=96, width=128):
-    """Smooth background with two solid rectangles; returns (image, their boxes)."""
+    """Smooth background with two solid rectangles, one in each half of the image with at least 4 px of
+    background between them and the middle (they must not overlap: a rectangle painted over the other
+    leaves a visible region that is not its box; the earlier version did so for 16% of seeds at 48 x 64);
+    returns (image, their boxes)."""
     image = np.full((height, width, 3), rng.integers(60, 90, 3), np.uint8)
     image = np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8)
-    boxes = []
-    for colour in ((220, 30, 30), (30, 200, 40)):
-        w, h = (int(v) for v in rng.integers(18, 40, 2))
-        x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
-        if boxes and iou([x, y, x + w, y + h], boxes[0])[0, 0] > 0:
-            x, y = (0, 0) if boxes[0][0] > width / 2 else (width - w, height - h)
+    boxes, half = [], width // 2
+    for left, colour in ((0, (220, 30, 30)), (half, (30, 200, 40))):
+        w = int(rng.integers(18, min(40, half - 4) + 1))
+        h = int(rng.integers(18, min(40, height - 4) + 1))
+        x = left + 2 + int(rng.integers(0, half - w - 4 + 1))  # 2 px inside each side of the half
+        y = int(rng.integers(0, height - h + 1))
         image[y:y + h, x:x + w] = colour
         boxes.append([x, y, x + w, y + h])
     return image, np.asarray(boxes, np.float64)
