@@ -5,15 +5,18 @@
 Then `scripts/evaluate.py` / `scripts/predict.py` with the same --config and --workdir (pictures with
 class names and scores in runs/shapes_faster_rcnn/predictions).
 
-Measured on the shared 2-core CPU machine (load average 5-9 from other jobs), test split (500 images),
-COCO metrics by pycocotools; 19.9 minutes from start to the last evaluation, dataset generation
-excluded, ~18 images/s (2.2 steps/s) in training:
+Measured on the shared 2-core CPU machine (session 6; load average 1.3-3.8, the test suite running
+beside it), test split (500 images), COCO metrics by pycocotools; 5.7 minutes from start to the last
+evaluation, dataset cached, ~100 images/s in training:
 
     step   AP     AP50   AP75
-     500   0.376  0.598  0.430
-    1000   0.641  0.865  0.764
-    1500   0.742  0.928  0.855
-    2000   0.761  0.934  0.873   (APs 0.714, APm 0.812, AR100 0.815)
+     500   0.369  0.577  0.420
+    1000   0.655  0.880  0.796
+    1500   0.743  0.929  0.873
+    2000   0.764  0.932  0.879   (APs 0.720, APm 0.813, AR100 0.816)
+
+(Session 3's code: 0.761 / 0.934 / 0.873 in 19.9 minutes at load 5-9, ~18 images/s; the ResNet 1x1
+convolutions as matrix products and the max-pool gradient of issue 14 came since.)
 """
 
 from vision_jax.train.config import shapes_detection_config
