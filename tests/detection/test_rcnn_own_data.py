@@ -15,6 +15,7 @@ from test_detection_own_data import write_scenes
 from vision_jax.models.rcnn.rcnn_run import STAGES
 from vision_jax.models.rcnn.rcnn_stages import train_rcnn
 
+STEPS = 300  # fine-tuning steps of the own-data test (FAST's 150 left the softmax at chance for some seeds)
 FAST = [
     "--config.data.image_size=64",
     "--config.data.min_size=64",
@@ -44,17 +45,23 @@ def test_rcnn_trains_on_a_coco_json_folder_with_only_name_and_root(repo_root, tm
     write_scenes(root, "train", np.random.default_rng(seed), [3, 8, 13, 21])
     write_scenes(root, "val", np.random.default_rng(seed), [3, 8, 13, 21])
     overrides = ["--config.data.name=coco_json", f"--config.data.root={root}",
-                 f"--config.data.proposals_cache_dir={tmp_path / 'proposals'}", *FAST]  # fmt: skip
+                 f"--config.data.proposals_cache_dir={tmp_path / 'proposals'}", *FAST,
+                 f"--config.train.num_steps={STEPS}"]  # fmt: skip
     config = command_line_config(repo_root, "configs/detection/shapes_rcnn.py", *overrides)
     workdir = str(tmp_path / "run")
     results = train_rcnn(config, workdir)
     print(f"seed={seed}: {results}")
-    assert results["AP50"] >= 0.6, f"seed={seed}: {results}"
+    # The fine-tuned CNN learned (its own softmax; 1 step of fine-tuning gives 0.03-0.08, 300 steps gave
+    # 0.66-1.0 over 9 seeds), and the whole detector (SVMs + box regression) works on its data: on
+    # train = val the SVMs fit even random features (AP50 0.38-0.50 after 1 step), so its bound only
+    # says the stages chain (0.50-1.0 over 9 seeds at 300 steps; seed 228038334 gave 0.58 at 150).
+    assert results["softmax_AP50"] >= 0.5, f"seed={seed}: {results}"
+    assert results["AP50"] >= 0.4, f"seed={seed}: {results}"
     assert os.listdir(tmp_path / "proposals"), "selective search was not cached"
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
     eval_rows = [row for row in rows if row["split"] == "eval"]
-    assert len(eval_rows) == 1 and eval_rows[0]["step"] == 150 and eval_rows[0]["AP50"] == results["AP50"]
+    assert len(eval_rows) == 1 and eval_rows[0]["step"] == STEPS and eval_rows[0]["AP50"] == results["AP50"]
     assert sorted(os.listdir(os.path.join(workdir, "pictures"))) == ["eval_00.png", "eval_01.png", "eval_sheet.png"]
     capsys.readouterr()
     again = train_rcnn(command_line_config(repo_root, "configs/detection/shapes_rcnn.py", *overrides), workdir)
